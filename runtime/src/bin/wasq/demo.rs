@@ -1,0 +1,122 @@
+//! `wasq demo`: run every example task through the sandbox and print what
+//! each one did — outcome, fuel, time, memory — in one table.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+use serde_json::json;
+use wasq::units::{format_duration, format_size};
+use wasq::{Limits, OutcomeKind, Sandbox, SandboxConfig, TaskCall};
+
+use crate::cli_error::CliError;
+
+/// Run each example task (built by `cargo xtask build`) through the sandbox
+/// and print a table of outcomes, fuel and time.
+#[derive(Debug, Args)]
+pub(crate) struct DemoArgs {
+    /// Directory holding the example modules.
+    #[arg(long, value_name = "DIR", default_value = "target/wasm")]
+    wasm_dir: PathBuf,
+}
+
+/// One row of the demo: a task, its arguments, its limits, and the outcome
+/// the demo expects (so a surprise is reported, not hidden).
+struct Case {
+    module: &'static str,
+    task: &'static str,
+    args: serde_json::Value,
+    limits: Limits,
+    expect: OutcomeKind,
+}
+
+fn cases() -> Vec<Case> {
+    let case = |module, task, args, expect| Case {
+        module,
+        task,
+        args,
+        limits: Limits::default(),
+        expect,
+    };
+    use OutcomeKind::*;
+    vec![
+        case("basics", "hello", json!(["wasq"]), Success),
+        case("basics", "add", json!([2, 40]), Success),
+        case("basics", "fib", json!([25]), Success),
+        case("basics", "wordcount", json!(["the quick brown fox jumps over the lazy dog"]), Success),
+        case("basics", "sleep", json!([50]), Success),
+        Case {
+            limits: Limits { timeout: Duration::from_millis(500), ..Limits::default() },
+            ..case("basics", "spin", json!([]), Timeout)
+        },
+        Case {
+            limits: Limits { fuel: 10_000_000, ..Limits::default() },
+            ..case("basics", "spin", json!([]), FuelExhausted)
+        },
+        Case {
+            limits: Limits { memory: 32 << 20, ..Limits::default() },
+            ..case("basics", "alloc", json!([]), MemoryLimit)
+        },
+        case("basics", "panic", json!([]), GuestError),
+        case("basics", "fail", json!([]), GuestError),
+        case("markdown", "render", json!(["# wasq\n\nTasks in *WebAssembly*."]), Success),
+        case("escape", "read_file", json!([]), GuestError),
+        case("escape", "list_dir", json!([]), GuestError),
+        case("escape", "env", json!([]), GuestError),
+        case("escape", "connect", json!([]), GuestError),
+        case("hello_c", "hello", json!(["C"]), Success),
+    ]
+}
+
+pub(crate) async fn demo(args: DemoArgs) -> Result<ExitCode, CliError> {
+    let sandbox = Sandbox::new(SandboxConfig::default())?;
+    println!(
+        "{:<9} {:<10} {:<15} {:>13} {:>9} {:>9} {:>9}  result or log",
+        "module", "task", "outcome", "fuel", "cpu", "wall", "memory"
+    );
+    let mut surprises = 0;
+    for case in cases() {
+        let path = args.wasm_dir.join(format!("{}.wasm", case.module));
+        let bytes = std::fs::read(&path)
+            .with_context(|| format!("cannot read {}; build the examples with `cargo xtask build`", path.display()))
+            .map_err(CliError::usage)?;
+        let module = sandbox.load(&bytes).await?;
+        let call = TaskCall::new(case.module, case.task, &case.args, &json!({}))?;
+        let execution = sandbox.run(&module, &call, &case.limits).await;
+        let kind = execution.outcome.kind();
+        let shown = if kind == OutcomeKind::Success {
+            execution.result_json().to_string()
+        } else {
+            execution.stderr_text().lines().next().unwrap_or_default().to_owned()
+        };
+        let mark = if kind == case.expect { "" } else { "  (unexpected!)" };
+        surprises += usize::from(kind != case.expect);
+        println!(
+            "{:<9} {:<10} {:<15} {:>13} {:>9} {:>9} {:>9}  {}{mark}",
+            case.module,
+            case.task,
+            kind.as_str(),
+            execution.usage.fuel_consumed.map_or("-".into(), |f| f.to_string()),
+            format_duration(execution.usage.cpu),
+            format_duration(execution.usage.wall),
+            format_size(execution.usage.memory_peak),
+            truncate(&shown, 48),
+        );
+    }
+    if surprises > 0 {
+        return Err(CliError::other(anyhow::anyhow!(
+            "{surprises} task(s) ended with an unexpected outcome"
+        )));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_owned()
+    } else {
+        format!("{}…", s.chars().take(max - 1).collect::<String>())
+    }
+}

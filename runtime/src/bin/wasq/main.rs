@@ -1,0 +1,72 @@
+//! The `wasq` command line: parses arguments, sets up logging, and hands
+//! each subcommand to its module. Errors print as one line and map to the
+//! documented exit codes.
+
+mod cli_error;
+mod demo;
+mod run;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use cli_error::CliError;
+
+/// wasq runs untrusted code as background tasks: each task is a WebAssembly
+/// module run in a fresh sandbox with fuel, time and memory limits.
+#[derive(Debug, Parser)]
+#[command(name = "wasq", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    /// Log more: -v for info, -vv for debug (or set WASQ_LOG=debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Run(run::RunArgs),
+    Demo(demo::DemoArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let result = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(async {
+            match cli.command {
+                Command::Run(args) => run::run(args).await,
+                Command::Demo(args) => demo::demo(args).await,
+            }
+        }),
+        Err(e) => Err(CliError::other(anyhow::anyhow!("cannot start the async runtime: {e}"))),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {}", error.message());
+            ExitCode::from(error.code())
+        }
+    }
+}
+
+/// Quiet by default: only warnings, unless -v or WASQ_LOG says otherwise.
+fn init_logging(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = EnvFilter::try_from_env("WASQ_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

@@ -1,0 +1,166 @@
+//! Settings of the sandbox: engine-wide ones ([`SandboxConfig`], fixed when
+//! the [`Sandbox`](super::Sandbox) is made) and per-task [`Limits`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Engine-wide settings of a [`Sandbox`](super::Sandbox).
+///
+/// These shape the one wasmtime `Engine` of a process and cannot change
+/// without making a new sandbox. Per-task budgets are [`Limits`]; the caps
+/// here bound what any task's limits may ask for.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// Count fuel: a deterministic CPU budget per task ([`Limits::fuel`]).
+    ///
+    /// Default: `true`. Fuel is an engine-wide switch. It is nearly free on
+    /// short tasks but costs about +120–130% on call-heavy code with
+    /// wasmtime 48 (fib(25): 0.35 ms without, 0.81 ms with). Deployments that
+    /// trust the wall-clock deadline alone can turn it off; tasks are then
+    /// stopped only by [`Limits::timeout`], and `fuel_consumed` is `None`.
+    pub fuel: bool,
+
+    /// Number of instance slots in the pooling allocator: the most tasks that
+    /// can be instantiated at once in this process.
+    ///
+    /// Default: 512. A semaphore of this size stands in front of
+    /// instantiation, so a burst past it waits for a slot instead of failing.
+    /// Each slot reserves address space (not memory) for one linear memory.
+    pub slots: u32,
+
+    /// The most linear memory any task may have, in bytes; per-task
+    /// [`Limits::memory`] is clamped to it.
+    ///
+    /// Default: 1 GiB. This sizes the pool's memory slots.
+    pub max_memory: u64,
+
+    /// The most table elements any task may have; [`Limits::table_elements`]
+    /// is clamped to it. Default: 100,000.
+    pub max_table_elements: usize,
+
+    /// Bytes of each memory slot kept resident (zeroed with `memset`, not
+    /// returned to the kernel with `madvise`) when a task ends, so the next
+    /// task in that slot does not page-fault its memory back in.
+    ///
+    /// Default: 2 MiB. Measured with wasmtime 48 on a 2-core machine: with
+    /// wasmtime's default (0) a no-op task costs about 28 µs and two threads
+    /// run fewer tasks than one, because page faults and `madvise` contend in
+    /// the kernel; with 2 MiB plus `pagemap_scan` it costs about 8 µs. The
+    /// cost is up to this much resident memory per slot that has been used.
+    pub keep_resident: usize,
+
+    /// How often the epoch ticker advances, which is also how often a running
+    /// task yields to the async runtime and how precisely
+    /// [`Limits::timeout`] is enforced. Default: 2 ms.
+    pub epoch_tick: Duration,
+
+    /// Measure each task's CPU time (thread CPU time summed over the polls of
+    /// its future). Default: `true`; the cost is two `clock_gettime` calls per
+    /// poll. When off, [`Usage::cpu`](super::Usage::cpu) is zero.
+    pub cpu_metering: bool,
+
+    /// Directory for compiled modules, so a restart does not recompile.
+    ///
+    /// Default: `None` (compile in memory only). Artifacts are named by the
+    /// module's sha256 and a hash of the engine's configuration and wasmtime
+    /// version, so upgrading wasmtime or changing settings recompiles.
+    /// Artifacts are trusted native code: the directory must be writable only
+    /// by the user that runs wasq.
+    pub cache_dir: Option<PathBuf>,
+
+    /// Compiled modules kept in memory (least recently used are dropped).
+    /// Default: 256.
+    pub cache_capacity: usize,
+
+    /// Largest module accepted, in bytes. Default: 64 MiB.
+    ///
+    /// Compiling hostile modules can take far longer than running them; this
+    /// and [`compile_timeout`](Self::compile_timeout) bound that work.
+    pub max_module_size: usize,
+
+    /// Longest a compile may take before the module is refused.
+    ///
+    /// Default: 60 s. Cranelift cannot be interrupted: a compile past this
+    /// time is abandoned (its thread finishes in the background) and the
+    /// caller gets [`SandboxError::CompileTimeout`](super::SandboxError).
+    pub compile_timeout: Duration,
+
+    /// Compiles that may run at once, off the async threads.
+    /// Default: the number of CPUs.
+    pub compile_concurrency: usize,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self {
+            fuel: true,
+            slots: 512,
+            max_memory: 1 << 30,
+            max_table_elements: 100_000,
+            keep_resident: 2 << 20,
+            epoch_tick: Duration::from_millis(2),
+            cpu_metering: true,
+            cache_dir: None,
+            cache_capacity: 256,
+            max_module_size: 64 << 20,
+            compile_timeout: Duration::from_secs(60),
+            compile_concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        }
+    }
+}
+
+/// Budgets of one task. A task that exceeds one ends with the matching
+/// [`Outcome`](super::Outcome); the worker is unharmed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Wall-clock time from instantiation to exit, including time spent in
+    /// host calls such as WASI sleeps. Default: 30 s.
+    ///
+    /// Enforced by the epoch deadline (checked every
+    /// [`SandboxConfig::epoch_tick`]) and by a timer around the whole call.
+    pub timeout: Duration,
+
+    /// Fuel units the task may burn, roughly one per wasm instruction.
+    /// Default: 10 billion (several seconds of CPU). Ignored when
+    /// [`SandboxConfig::fuel`] is off.
+    pub fuel: u64,
+
+    /// Linear memory in bytes, clamped to [`SandboxConfig::max_memory`].
+    /// Default: 128 MiB. A `memory.grow` past it fails inside the guest; if
+    /// the task then fails, its outcome is `memory_limit`.
+    pub memory: u64,
+
+    /// Table elements, clamped to [`SandboxConfig::max_table_elements`].
+    /// Default: 10,000.
+    pub table_elements: usize,
+
+    /// Bytes the task may write to stdout (its result). Default: 1 MiB.
+    pub stdout: usize,
+
+    /// Bytes the task may write to stderr (its log). Default: 64 KiB.
+    pub stderr: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(30),
+            fuel: 10_000_000_000,
+            memory: 128 << 20,
+            table_elements: 10_000,
+            stdout: 1 << 20,
+            stderr: 64 << 10,
+        }
+    }
+}
+
+impl Limits {
+    /// These limits with memory and tables clamped to the engine's caps.
+    pub(crate) fn clamped(&self, config: &SandboxConfig) -> Self {
+        Self {
+            memory: self.memory.min(config.max_memory),
+            table_elements: self.table_elements.min(config.max_table_elements),
+            ..self.clone()
+        }
+    }
+}

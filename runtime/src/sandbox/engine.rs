@@ -1,0 +1,81 @@
+//! The process-wide wasmtime engine, its linker, and the epoch ticker that
+//! drives wall-clock deadlines.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, Linker, PoolingAllocationConfig};
+
+use super::SandboxError;
+use super::config::SandboxConfig;
+use super::run::TaskState;
+
+/// Builds the one engine of a sandbox: pooling allocator sized to
+/// `config.slots`, copy-on-write memory images, epoch interruption always
+/// on, fuel as configured.
+pub(crate) fn build_engine(config: &SandboxConfig) -> Result<Engine, SandboxError> {
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_core_instances(config.slots)
+        .total_memories(config.slots)
+        .total_tables(config.slots)
+        .total_stacks(config.slots)
+        // Components are not run (yet); keep their pools minimal.
+        .total_component_instances(0)
+        .max_memory_size(usize::try_from(config.max_memory).unwrap_or(usize::MAX))
+        .table_elements(config.max_table_elements)
+        .linear_memory_keep_resident(config.keep_resident)
+        .table_keep_resident(64 << 10)
+        .pagemap_scan(Enabled::Auto);
+
+    let mut wasm = Config::new();
+    wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+        .memory_init_cow(true)
+        .epoch_interruption(true)
+        .consume_fuel(config.fuel);
+    Engine::new(&wasm).map_err(|e| SandboxError::Engine(format!("{e:#}")))
+}
+
+/// The linker every task instantiates against: WASI preview 1 and nothing
+/// else. A module importing anything more is refused as invalid.
+pub(crate) fn build_linker(engine: &Engine) -> Result<Linker<TaskState>, SandboxError> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p1::add_to_linker_async(&mut linker, |state: &mut TaskState| &mut state.wasi)
+        .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
+    Ok(linker)
+}
+
+/// A thread that advances the engine's epoch every tick. Each task's
+/// deadline callback runs on a tick: it yields to the async runtime, or
+/// interrupts the task once its deadline has passed.
+#[derive(Debug)]
+pub(crate) struct EpochTicker {
+    stop: Arc<AtomicBool>,
+}
+
+impl EpochTicker {
+    pub(crate) fn start(engine: &Engine, tick: Duration) -> Result<Self, SandboxError> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let weak = engine.weak();
+        let flag = stop.clone();
+        std::thread::Builder::new()
+            .name("wasq-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(tick);
+                    match weak.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })
+            .map_err(|e| SandboxError::Engine(format!("cannot start the epoch ticker: {e}")))?;
+        Ok(Self { stop })
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,204 @@
+//! The sandbox: one wasmtime engine per process, a cache of compiled
+//! modules, and [`Sandbox::run`], which runs one task in a fresh instance
+//! under its [`Limits`] and reports an [`Execution`].
+//!
+//! What a task can reach is WASI preview 1 with no preopened directories, no
+//! environment, no sockets: only its arguments on stdin, its result on
+//! stdout, its log on stderr, clocks and random numbers.
+
+mod cache;
+mod config;
+mod cpu;
+mod engine;
+mod error;
+mod limiter;
+mod outcome;
+mod pipe;
+mod run;
+
+use std::fmt;
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+use wasmtime::{Engine, ExternType, Linker, Module};
+
+use cache::{ArtifactDir, ModuleCache};
+use engine::EpochTicker;
+use run::{TaskState, one_line};
+
+pub use cache::TaskModule;
+pub use config::{Limits, SandboxConfig};
+pub use error::SandboxError;
+pub use outcome::{Execution, Outcome, OutcomeKind, OutputStream, Usage};
+pub use run::TaskCall;
+
+use crate::Digest;
+
+/// Runs WebAssembly tasks. Cheap to clone; clones share the engine, the
+/// module cache and the pool.
+#[derive(Clone)]
+pub struct Sandbox {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: SandboxConfig,
+    engine: Engine,
+    linker: Linker<TaskState>,
+    cache: ModuleCache,
+    artifacts: Option<ArtifactDir>,
+    /// One permit per pool slot: a burst waits here instead of failing to
+    /// instantiate.
+    slots: Semaphore,
+    /// Bounds the compiles running at once.
+    compiles: Arc<Semaphore>,
+    _ticker: EpochTicker,
+}
+
+impl fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sandbox")
+            .field("config", &self.inner.config)
+            .field("cached_modules", &self.inner.cache.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sandbox {
+    /// Builds the engine (reserving the pool's address space) and starts the
+    /// epoch ticker.
+    pub fn new(config: SandboxConfig) -> Result<Self, SandboxError> {
+        let engine = engine::build_engine(&config)?;
+        let linker = engine::build_linker(&engine)?;
+        let ticker = EpochTicker::start(&engine, config.epoch_tick)?;
+        let artifacts = config
+            .cache_dir
+            .clone()
+            .map(|dir| ArtifactDir::new(dir, &engine));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                cache: ModuleCache::new(config.cache_capacity),
+                slots: Semaphore::new(config.slots as usize),
+                compiles: Arc::new(Semaphore::new(config.compile_concurrency.max(1))),
+                artifacts,
+                linker,
+                engine,
+                config,
+                _ticker: ticker,
+            }),
+        })
+    }
+
+    /// The settings this sandbox was made with.
+    pub fn config(&self) -> &SandboxConfig {
+        &self.inner.config
+    }
+
+    /// Compiles and links `bytes` (a wasm binary, or WebAssembly text), or
+    /// returns the cached module with the same digest. Concurrent loads of
+    /// one module compile it once. Compiling runs on a blocking thread,
+    /// bounded in number, size and time.
+    pub async fn load(&self, bytes: &[u8]) -> Result<TaskModule, SandboxError> {
+        let limit = self.inner.config.max_module_size;
+        if bytes.len() > limit {
+            return Err(SandboxError::ModuleTooLarge {
+                size: bytes.len(),
+                limit,
+            });
+        }
+        let digest = Digest::of(bytes);
+        let cell = self.inner.cache.cell(digest);
+        cell.get_or_try_init(|| self.compile(digest, bytes.to_vec()))
+            .await
+            .cloned()
+    }
+
+    /// The compiled module with this digest, if it is in memory.
+    pub fn cached(&self, digest: &Digest) -> Option<TaskModule> {
+        self.inner.cache.get(digest)
+    }
+
+    /// Drops every compiled module held in memory (the on-disk artifacts
+    /// stay). The next load of a module reads its artifact or recompiles.
+    pub fn forget_compiled(&self) {
+        self.inner.cache.clear();
+    }
+
+    async fn compile(&self, digest: Digest, bytes: Vec<u8>) -> Result<TaskModule, SandboxError> {
+        // The permit moves into the compile thread: a compile abandoned for
+        // its timeout still holds its place until it really ends.
+        let permit = self
+            .inner
+            .compiles
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| SandboxError::Engine("the compile pool is closed".into()))?;
+        let inner = self.inner.clone();
+        let job = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            inner.compile_blocking(digest, &bytes)
+        });
+        let timeout = self.inner.config.compile_timeout;
+        match tokio::time::timeout(timeout, job).await {
+            Err(_) => Err(SandboxError::CompileTimeout(timeout)),
+            Ok(Err(join)) => Err(SandboxError::InvalidModule(format!(
+                "the compiler stopped unexpectedly: {join}"
+            ))),
+            Ok(Ok(result)) => result,
+        }
+    }
+}
+
+impl Inner {
+    fn compile_blocking(&self, digest: Digest, bytes: &[u8]) -> Result<TaskModule, SandboxError> {
+        let cached = self
+            .artifacts
+            .as_ref()
+            .and_then(|dir| dir.load(&self.engine, &digest));
+        let module = match cached {
+            Some(module) => module,
+            None => {
+                let module = Module::new(&self.engine, bytes)
+                    .map_err(|e| SandboxError::InvalidModule(describe_compile_error(bytes, &e)))?;
+                if let Some(dir) = &self.artifacts {
+                    dir.store(&digest, &module);
+                }
+                module
+            }
+        };
+        match module.get_export("_start") {
+            Some(ExternType::Func(ty)) if ty.params().len() == 0 && ty.results().len() == 0 => {}
+            _ => {
+                return Err(SandboxError::InvalidModule(
+                    "the module has no `_start` function: a wasq task must be a WASI command \
+                     module (see guest-sdk/ABI.md)"
+                        .into(),
+                ));
+            }
+        }
+        let pre = self.linker.instantiate_pre(&module).map_err(|e| {
+            SandboxError::InvalidModule(format!(
+                "{} (wasq provides only `wasi_snapshot_preview1`)",
+                one_line(&e)
+            ))
+        })?;
+        Ok(TaskModule::new(digest, bytes.len(), pre))
+    }
+}
+
+/// Says in one line why bytes did not compile, starting with the likeliest
+/// mistake: not a wasm file at all.
+fn describe_compile_error(bytes: &[u8], error: &wasmtime::Error) -> String {
+    if !bytes.starts_with(b"\0asm") && std::str::from_utf8(bytes).is_err() {
+        return "not a WebAssembly module: the file does not start with the `\\0asm` magic bytes"
+            .into();
+    }
+    if !bytes.starts_with(b"\0asm") {
+        return format!(
+            "not a WebAssembly binary, and not valid WebAssembly text: {}",
+            one_line(error)
+        );
+    }
+    one_line(error)
+}

@@ -1,0 +1,235 @@
+//! Running one task: a fresh store with its own WASI context, limits and
+//! output capture; instantiate, call `_start`, and turn what happened into
+//! an [`Outcome`].
+
+use std::time::Instant;
+
+use wasmtime::{Store, Trap, UpdateDeadline, WasmBacktrace};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::pipe::MemoryInputPipe;
+use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
+
+use super::cpu::CpuMetered;
+use super::limiter::TaskLimiter;
+use super::pipe::CappedPipe;
+use super::{
+    Execution, Limits, Outcome, OutputStream, Sandbox, SandboxError, TaskModule, Usage,
+};
+
+/// The data of one task's store.
+pub(crate) struct TaskState {
+    pub(crate) wasi: WasiP1Ctx,
+    limiter: TaskLimiter,
+}
+
+/// What to run: a task name of a module and its arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskCall {
+    /// The module's name, the guest's `argv[0]`.
+    pub module: String,
+    /// The task's name, the guest's `argv[1]`.
+    pub task: String,
+    /// The guest's stdin: `{"args":[…],"kwargs":{…}}`.
+    pub input: Vec<u8>,
+}
+
+impl TaskCall {
+    /// A call with positional `args` (a JSON array) and named `kwargs` (a
+    /// JSON object; `null` means none).
+    pub fn new(
+        module: impl Into<String>,
+        task: impl Into<String>,
+        args: &serde_json::Value,
+        kwargs: &serde_json::Value,
+    ) -> Result<Self, SandboxError> {
+        if !args.is_array() {
+            return Err(SandboxError::InvalidArguments(format!(
+                "args must be a JSON array, like [1, \"two\"], not {args}"
+            )));
+        }
+        let empty = serde_json::Value::Object(serde_json::Map::new());
+        let kwargs = if kwargs.is_null() { &empty } else { kwargs };
+        if !kwargs.is_object() {
+            return Err(SandboxError::InvalidArguments(format!(
+                "kwargs must be a JSON object, like {{\"name\": \"Ada\"}}, not {kwargs}"
+            )));
+        }
+        let input = serde_json::to_vec(&serde_json::json!({ "args": args, "kwargs": kwargs }))
+            .map_err(|e| SandboxError::InvalidArguments(e.to_string()))?;
+        Ok(Self {
+            module: module.into(),
+            task: task.into(),
+            input,
+        })
+    }
+}
+
+impl Sandbox {
+    /// Runs `call` on a fresh instance of `module` under `limits` (memory and
+    /// tables clamped to the engine's caps).
+    ///
+    /// Waits for a free pool slot first. Never fails: every way a task can
+    /// end is an [`Outcome`]. Must be called inside a tokio runtime with
+    /// timers enabled.
+    pub async fn run(&self, module: &TaskModule, call: &TaskCall, limits: &Limits) -> Execution {
+        let inner = &self.inner;
+        let limits = limits.clamped(&inner.config);
+        // The semaphore is never closed, so this only waits.
+        let _slot = inner.slots.acquire().await.ok();
+
+        let stdout = CappedPipe::new(limits.stdout);
+        let stderr = CappedPipe::new(limits.stderr);
+        let wasi = WasiCtxBuilder::new()
+            .arg(&call.module)
+            .arg(&call.task)
+            .stdin(MemoryInputPipe::new(call.input.clone()))
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .build_p1();
+        let limiter = TaskLimiter::new(limits.memory, limits.table_elements);
+        let mut store = Store::new(&inner.engine, TaskState { wasi, limiter });
+        store.limiter(|state| &mut state.limiter);
+        let fuel = inner.config.fuel;
+        if fuel {
+            // Fuel is on in the engine, so setting it cannot fail.
+            let _ = store.set_fuel(limits.fuel);
+        }
+
+        let started = Instant::now();
+        let deadline = started + limits.timeout;
+        // On every epoch tick: yield to the runtime so tasks share threads, or
+        // stop the task once its wall-clock deadline has passed.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            Ok(if Instant::now() >= deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Yield(1)
+            })
+        });
+
+        let call_start = async {
+            let instance = module.pre().instantiate_async(&mut store).await?;
+            let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+            start.call_async(&mut store, ()).await
+        };
+        // The timer also covers time spent in host calls (a WASI sleep), where
+        // no epoch check runs.
+        let timed = tokio::time::timeout_at(deadline.into(), call_start);
+        let (result, cpu) = CpuMetered::new(timed, inner.config.cpu_metering).await;
+        let wall = started.elapsed();
+
+        let (stdout, stdout_over) = stdout.take();
+        let (stderr, stderr_over) = stderr.take();
+        let state = store.data();
+        let ended = match result {
+            Ok(ended) => Ended::Returned(ended),
+            Err(_) => Ended::DeadlinePassed,
+        };
+        let outcome = classify(
+            ended,
+            Overruns {
+                memory: state.limiter.denied,
+                stdout: stdout_over,
+                stderr: stderr_over,
+            },
+        );
+        let fuel_consumed = fuel.then(|| limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0)));
+        Execution {
+            outcome,
+            stdout,
+            stderr,
+            usage: Usage {
+                cpu,
+                wall,
+                memory_peak: state.limiter.memory_peak as u64,
+                fuel_consumed,
+            },
+        }
+    }
+}
+
+/// How the call returned.
+enum Ended {
+    Returned(wasmtime::Result<()>),
+    DeadlinePassed,
+}
+
+/// Limits the task ran into, whether or not that is why it ended.
+#[derive(Clone, Copy)]
+struct Overruns {
+    memory: bool,
+    stdout: bool,
+    stderr: bool,
+}
+
+/// Turns the end of a call into an outcome. A limit that was hit explains a
+/// failure (a guest that handles a refused `memory.grow` and exits 0 still
+/// succeeds); a trap we caused (fuel, deadline) names itself.
+fn classify(ended: Ended, overruns: Overruns) -> Outcome {
+    let error = match ended {
+        Ended::DeadlinePassed => return Outcome::Timeout,
+        Ended::Returned(Ok(())) => return Outcome::Success,
+        Ended::Returned(Err(error)) => error,
+    };
+    let exit = error.downcast_ref::<I32Exit>().map(|exit| exit.0);
+    if exit == Some(0) {
+        return Outcome::Success;
+    }
+    if overruns.stdout {
+        return Outcome::OutputLimit {
+            stream: OutputStream::Stdout,
+        };
+    }
+    if overruns.stderr {
+        return Outcome::OutputLimit {
+            stream: OutputStream::Stderr,
+        };
+    }
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => return Outcome::FuelExhausted,
+        Some(Trap::Interrupt) => return Outcome::Timeout,
+        _ => {}
+    }
+    if overruns.memory {
+        return Outcome::MemoryLimit;
+    }
+    match exit {
+        Some(code) => Outcome::GuestError { code },
+        None => Outcome::Trap {
+            message: describe_trap(&error),
+        },
+    }
+}
+
+/// One line: the trap and the innermost named wasm frames.
+fn describe_trap(error: &wasmtime::Error) -> String {
+    let what = match error.downcast_ref::<Trap>() {
+        Some(trap) => trap.to_string(),
+        None => one_line(error),
+    };
+    let frames: Vec<String> = error
+        .downcast_ref::<WasmBacktrace>()
+        .map(|bt| {
+            bt.frames()
+                .iter()
+                .filter_map(|frame| frame.func_name().map(str::to_owned))
+                .take(3)
+                .collect()
+        })
+        .unwrap_or_default();
+    if frames.is_empty() {
+        what
+    } else {
+        format!("{what} in {}", frames.join(" <- "))
+    }
+}
+
+/// An error and its causes on one line.
+pub(crate) fn one_line(error: &wasmtime::Error) -> String {
+    error
+        .chain()
+        .map(|cause| cause.to_string().replace('\n', " "))
+        .collect::<Vec<_>>()
+        .join(": ")
+}

@@ -1,0 +1,20 @@
+//! The integration tests, one binary. Each module is a topic:
+//!
+//! - `run_outcomes`: `wasq run` on the example tasks, one test per outcome,
+//!   with the exit codes `--help` documents.
+//! - `run_bad_input`: files that are not wasm, missing imports, unknown
+//!   tasks, arguments that are not JSON: one-line errors, non-zero exits.
+//! - `escape`: every task of escape.wasm fails inside the guest.
+//! - `guests`: each example guest (Rust SDK, markdown, C) gives the right
+//!   results.
+//! - `sandbox_api`: the library API — concurrency without a thread per
+//!   task, the compiled-module cache, limits.
+//!
+//! They need the example modules (`cargo xtask build`) and the `wasq`
+//! binary of the same profile; `cargo xtask test` provides both.
+
+mod escape;
+mod guests;
+mod run_bad_input;
+mod run_outcomes;
+mod sandbox_api;

@@ -1,0 +1,106 @@
+//! Helpers shared by the black-box tests: where the `wasq` binary and the
+//! example modules are, and running the binary with a private cache.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// An example module built by `cargo xtask build` into `target/wasm/`.
+pub fn wasm(name: &str) -> PathBuf {
+    let path = root().join("target/wasm").join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: build the examples with `cargo xtask build`",
+        path.display()
+    );
+    path
+}
+
+/// The `wasq` binary: `$WASQ_BIN`, else the one built beside this test
+/// (`target/<profile>/wasq`).
+pub fn wasq_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("WASQ_BIN") {
+        return PathBuf::from(bin);
+    }
+    let exe = std::env::current_exe().unwrap_or_default();
+    // target/<profile>/deps/all-<hash> → target/<profile>/wasq
+    let profile_dir = exe.parent().and_then(Path::parent).unwrap_or(Path::new("."));
+    let bin = profile_dir.join("wasq");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it with `cargo build -p wasq` (same profile as the tests) or set WASQ_BIN",
+        bin.display()
+    );
+    bin
+}
+
+/// What a `wasq` invocation did.
+#[derive(Debug)]
+pub struct Run {
+    /// Exit code (-1 if killed by a signal).
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Run {
+    /// Stdout parsed as one JSON object.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:?}"))
+    }
+
+    /// Asserts stderr is exactly one line starting with `error:`, with no
+    /// panic or backtrace, and returns it.
+    pub fn one_line_error(&self) -> &str {
+        let line = self.stderr.trim_end();
+        assert!(!line.contains('\n'), "more than one line on stderr: {self:?}");
+        assert!(line.starts_with("error: "), "not an error line: {self:?}");
+        assert!(!line.contains("panicked"), "a panic: {self:?}");
+        line
+    }
+}
+
+impl From<Output> for Run {
+    fn from(out: Output) -> Self {
+        Self {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+/// A `wasq` command whose compiled-module cache lives in `cache`.
+pub fn wasq(cache: &Path) -> Command {
+    let mut cmd = Command::new(wasq_bin());
+    cmd.env("WASQ_CACHE_DIR", cache).env_remove("WASQ_LOG");
+    cmd
+}
+
+/// Runs `wasq` with `args` and a throwaway cache directory.
+pub fn run_wasq(args: &[&str]) -> Run {
+    let cache = tempfile::tempdir().unwrap_or_else(|e| panic!("no temp dir: {e}"));
+    let out = wasq(cache.path())
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", wasq_bin().display()));
+    out.into()
+}
+
+/// Writes WebAssembly text to a temp file as a binary module.
+pub fn wat_file(dir: &Path, name: &str, wat: &str) -> PathBuf {
+    let bytes = wat::parse_str(wat).unwrap_or_else(|e| panic!("bad test WAT: {e}"));
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+    path
+}

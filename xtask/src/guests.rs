@@ -1,0 +1,174 @@
+//! Builds the example task modules (`examples-wasm/`) into `target/wasm/`: the Rust ones with
+//! cargo for `wasm32-wasip1`, the C one with clang and wasi-libc. Installs the missing pieces
+//! first: the rustup target, and clang/lld/wasi-libc through apt-get.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use anyhow::{Context as _, Result, bail};
+
+/// The wasm target of task modules (WASI preview 1).
+const TARGET: &str = "wasm32-wasip1";
+
+/// The Rust example binaries, each built to `<name>.wasm`.
+const RUST_MODULES: [&str; 3] = ["basics", "markdown", "escape"];
+
+/// Where a wasi-libc sysroot may be: Debian's `wasi-libc` package puts it under `/usr`
+/// (`/usr/include/wasm32-wasi`, `/usr/lib/wasm32-wasi`); wasi-sdk under its `share/`.
+const SYSROOT_CANDIDATES: [&str; 3] = [
+    "/usr",
+    "/usr/share/wasi-sysroot",
+    "/opt/wasi-sdk/share/wasi-sysroot",
+];
+
+/// Builds every example module into `<root>/target/wasm/` and returns their paths.
+pub(crate) fn build_guests(root: &Path) -> Result<Vec<PathBuf>> {
+    ensure_wasm_target()?;
+    let sysroot = ensure_c_toolchain()?;
+
+    let target_dir = root.join("target");
+    let out_dir = target_dir.join("wasm");
+    fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+
+    // The examples are a workspace of their own; sharing the target directory is safe because
+    // their artifacts live under target/wasm32-wasip1/.
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    run(Command::new(cargo)
+        .current_dir(root.join("examples-wasm"))
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .args(["build", "--release", "--target", TARGET]))
+    .context("building the Rust example modules")?;
+
+    let release_dir = target_dir.join(TARGET).join("release");
+    let mut modules = Vec::new();
+    for name in RUST_MODULES {
+        let built = release_dir.join(format!("{name}.wasm"));
+        let dest = out_dir.join(format!("{name}.wasm"));
+        fs::copy(&built, &dest)
+            .with_context(|| format!("copying {} to {}", built.display(), dest.display()))?;
+        modules.push(dest);
+    }
+
+    let hello_c = out_dir.join("hello_c.wasm");
+    run(Command::new("clang")
+        .arg("--target=wasm32-wasi")
+        .arg(format!("--sysroot={}", sysroot.display()))
+        .args(["-O2", "-Wall", "-Wextra", "-Wl,--strip-all", "-o"])
+        .arg(&hello_c)
+        .arg(root.join("examples-wasm/hello_c/hello.c")))
+    .context("building the C example module")?;
+    modules.push(hello_c);
+
+    for module in &modules {
+        let size = fs::metadata(module)
+            .with_context(|| format!("reading {}", module.display()))?
+            .len();
+        let name = module.file_name().unwrap_or_default().to_string_lossy();
+        println!("  {name:<16} {:>6.1} KB", size as f64 / 1024.0);
+    }
+    Ok(modules)
+}
+
+/// Runs `rustup target add wasm32-wasip1` unless the target is already installed.
+fn ensure_wasm_target() -> Result<()> {
+    let installed = capture(Command::new("rustup").args(["target", "list", "--installed"]))
+        .context("listing the installed Rust targets (is rustup installed?)")?;
+    if installed.lines().any(|line| line.trim() == TARGET) {
+        return Ok(());
+    }
+    println!("installing the Rust target {TARGET} with rustup");
+    run(Command::new("rustup").args(["target", "add", TARGET]))
+}
+
+/// Makes sure clang, wasm-ld, the wasm32 compiler-rt builtins and a wasi-libc sysroot are
+/// there, installing them with apt-get if not, and returns the sysroot.
+fn ensure_c_toolchain() -> Result<PathBuf> {
+    if let Some(sysroot) = c_toolchain() {
+        return Ok(sysroot);
+    }
+    println!("installing clang/lld/wasi-libc with apt-get (needed for the C example)");
+    let rt = format!("libclang-rt-{}-dev-wasm32", clang_major().unwrap_or(14));
+    let packages = ["clang", "lld", "wasi-libc", rt.as_str()];
+    if apt_get(&["install", "-y"], &packages).is_err() {
+        // A stale or missing package list is the usual cause: refresh it and retry once.
+        apt_get(&["update"], &[])?;
+        apt_get(&["install", "-y"], &packages)?;
+    }
+    c_toolchain().context(
+        "clang, wasm-ld or the wasi-libc sysroot is still missing after apt-get install \
+         (set WASI_SYSROOT to a wasi-libc sysroot to use another one)",
+    )
+}
+
+/// The wasi-libc sysroot if clang, wasm-ld, the builtins and the sysroot are all present.
+fn c_toolchain() -> Option<PathBuf> {
+    capture(Command::new("clang").arg("--version")).ok()?;
+    capture(Command::new("wasm-ld").arg("--version")).ok()?;
+    // clang links libclang_rt.builtins-wasm32.a into every module; it tells where it expects it.
+    let builtins =
+        capture(Command::new("clang").args(["--target=wasm32-wasi", "-print-libgcc-file-name"]))
+            .ok()?;
+    if !Path::new(builtins.trim()).is_file() {
+        return None;
+    }
+    let from_env = std::env::var_os("WASI_SYSROOT").map(PathBuf::from);
+    from_env
+        .into_iter()
+        .chain(SYSROOT_CANDIDATES.iter().map(PathBuf::from))
+        .find(|sysroot| sysroot.join("lib/wasm32-wasi/libc.a").is_file())
+}
+
+/// The major version of the installed clang ("Debian clang version 14.0.6" -> 14).
+fn clang_major() -> Option<u32> {
+    let version = capture(Command::new("clang").arg("--version")).ok()?;
+    let rest = version.split("version ").nth(1)?;
+    rest.split(['.', ' ']).next()?.parse().ok()
+}
+
+/// Runs `apt-get <args> <packages>`, through sudo unless we are root.
+fn apt_get(args: &[&str], packages: &[&str]) -> Result<()> {
+    let is_root = capture(Command::new("id").arg("-u")).is_ok_and(|uid| uid.trim() == "0");
+    let mut command = if is_root {
+        Command::new("apt-get")
+    } else {
+        let mut sudo = Command::new("sudo");
+        sudo.arg("apt-get");
+        sudo
+    };
+    command
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .args(args)
+        .args(packages);
+    run(&mut command)
+}
+
+/// Runs `command` with inherited stdio; fails (naming the command) unless it exits 0.
+fn run(command: &mut Command) -> Result<()> {
+    let status = command
+        .status()
+        .with_context(|| format!("could not start {command:?}"))?;
+    if !status.success() {
+        bail!("{command:?} failed ({status})");
+    }
+    Ok(())
+}
+
+/// Runs `command` and returns its stdout; fails (naming the command, with its stderr) unless it
+/// exits 0.
+fn capture(command: &mut Command) -> Result<String> {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = command
+        .output()
+        .with_context(|| format!("could not start {command:?}"))?;
+    if !status.success() {
+        bail!(
+            "{command:?} failed ({status}): {}",
+            String::from_utf8_lossy(&stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&stdout).into_owned())
+}

@@ -1,0 +1,152 @@
+//! `cargo xtask`: the commands a fresh machine needs, thin wrappers around
+//! the cargo commands a person would type.
+//!
+//! - `build` (alias `wasm`): installs the wasm target and the C toolchain
+//!   when missing, builds the example guests into `target/wasm/`.
+//! - `demo`: `build`, then the release `wasq` binary, then `wasq demo`.
+//! - `test`: `build`, then fmt, clippy, the release binary, every test, and
+//!   the docs — what CI runs.
+//! - `bench`: `build`, then the criterion benchmarks.
+
+mod guests;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context as _, bail};
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  build   build the example guests into target/wasm/ (installs the wasm target and clang when missing)
+  demo    build everything and run a real workload through wasq
+  test    build everything and run every check and test (what CI runs)
+  bench   build everything and run the benchmarks (see BENCHMARKS.md)";
+
+fn main() -> anyhow::Result<()> {
+    let root = workspace_root()?;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(command) = args.first() else {
+        eprintln!("{USAGE}");
+        std::process::exit(2);
+    };
+    let rest = &args[1..];
+    match command.as_str() {
+        "build" | "wasm" => guests::build_guests(&root).map(drop),
+        "demo" => demo(&root, rest),
+        "test" => test(&root, rest),
+        "bench" => bench(&root, rest),
+        "-h" | "--help" | "help" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        other => bail!("unknown command `{other}`\n\n{USAGE}"),
+    }
+}
+
+fn workspace_root() -> anyhow::Result<PathBuf> {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .parent()
+        .map(Path::to_path_buf)
+        .context("xtask has no parent directory")
+}
+
+/// `cargo` as cargo itself was invoked.
+fn cargo(root: &Path) -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(root);
+    cmd
+}
+
+/// Runs a step, printing its name and how long it took.
+fn step(name: &str, mut cmd: Command) -> anyhow::Result<()> {
+    println!("==> {name}");
+    let started = Instant::now();
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
+    if !status.success() {
+        bail!("{name} failed ({status}): {cmd:?}");
+    }
+    println!("    {name}: done in {:.1}s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn build_release_binary(root: &Path) -> anyhow::Result<PathBuf> {
+    let mut build = cargo(root);
+    build.args(["build", "--release", "--package", "wasq", "--bin", "wasq"]);
+    step("build the release wasq binary", build)?;
+    Ok(root.join("target/release/wasq"))
+}
+
+fn demo(root: &Path, rest: &[String]) -> anyhow::Result<()> {
+    guests::build_guests(root)?;
+    let wasq = build_release_binary(root)?;
+    let mut run = Command::new(wasq);
+    run.current_dir(root).arg("demo").args(rest);
+    step("wasq demo", run)
+}
+
+fn test(root: &Path, rest: &[String]) -> anyhow::Result<()> {
+    let started = Instant::now();
+    guests::build_guests(root)?;
+
+    let mut fmt = cargo(root);
+    fmt.args(["fmt", "--all", "--", "--check"]);
+    step("cargo fmt --check", fmt)?;
+
+    let mut clippy = cargo(root);
+    clippy.args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]);
+    step("cargo clippy", clippy)?;
+
+    let mut guest_clippy = cargo(root);
+    guest_clippy
+        .args(["clippy", "--manifest-path", "examples-wasm/Cargo.toml"])
+        .args(["--target", "wasm32-wasip1", "--", "-D", "warnings"])
+        .env("CARGO_TARGET_DIR", root.join("target"));
+    step("cargo clippy (examples-wasm)", guest_clippy)?;
+
+    // Tests run against the release build: the binary the README uses, and
+    // one build of wasmtime shared by every step below.
+    let wasq = build_release_binary(root)?;
+    let nextest = cargo(root)
+        .args(["nextest", "--version"])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    let mut tests = cargo(root);
+    if nextest {
+        tests.args(["nextest", "run", "--workspace", "--release", "--no-fail-fast"]);
+    } else {
+        println!("    (cargo-nextest not found; using cargo test)");
+        tests.args(["test", "--workspace", "--release", "--no-fail-fast"]);
+    }
+    tests.args(rest).env("WASQ_BIN", &wasq);
+    step("tests", tests)?;
+
+    if nextest {
+        let mut doctests = cargo(root);
+        doctests.args(["test", "--workspace", "--release", "--doc"]);
+        step("doc tests", doctests)?;
+    }
+
+    let mut docs = cargo(root);
+    docs.args(["doc", "--workspace", "--no-deps"])
+        .env("RUSTDOCFLAGS", "-D warnings");
+    step("cargo doc", docs)?;
+
+    println!(
+        "all checks passed in {:.0}s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn bench(root: &Path, rest: &[String]) -> anyhow::Result<()> {
+    guests::build_guests(root)?;
+    let mut bench = cargo(root);
+    bench.args(["bench", "--package", "wasq", "--bench", "sandbox", "--"]).args(rest);
+    step("criterion benchmarks (results in target/criterion/)", bench)
+}
