@@ -31,7 +31,10 @@ pub fn wasq_bin() -> PathBuf {
     }
     let exe = std::env::current_exe().unwrap_or_default();
     // target/<profile>/deps/all-<hash> → target/<profile>/wasq
-    let profile_dir = exe.parent().and_then(Path::parent).unwrap_or(Path::new("."));
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or(Path::new("."));
     let bin = profile_dir.join("wasq");
     assert!(
         bin.exists(),
@@ -63,7 +66,10 @@ impl Run {
     /// panic or backtrace, and returns it.
     pub fn one_line_error(&self) -> &str {
         let line = self.stderr.trim_end();
-        assert!(!line.contains('\n'), "more than one line on stderr: {self:?}");
+        assert!(
+            !line.contains('\n'),
+            "more than one line on stderr: {self:?}"
+        );
         assert!(line.starts_with("error: "), "not an error line: {self:?}");
         assert!(!line.contains("panicked"), "a panic: {self:?}");
         line

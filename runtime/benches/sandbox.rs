@@ -32,7 +32,9 @@ fn runtime() -> tokio::runtime::Runtime {
 
 fn setup(config: SandboxConfig) -> (Sandbox, TaskModule) {
     let sandbox = Sandbox::new(config).expect("sandbox");
-    let module = runtime().block_on(sandbox.load(&basics())).expect("basics.wasm loads");
+    let module = runtime()
+        .block_on(sandbox.load(&basics()))
+        .expect("basics.wasm loads");
     (sandbox, module)
 }
 
@@ -42,7 +44,13 @@ fn call(task: &str, args: serde_json::Value) -> TaskCall {
 
 /// Runs `iters` tasks on `threads` OS threads (each with its own
 /// single-threaded runtime) and returns the wall time for all of them.
-fn run_on_threads(sandbox: &Sandbox, module: &TaskModule, task: &TaskCall, threads: u64, iters: u64) -> Duration {
+fn run_on_threads(
+    sandbox: &Sandbox,
+    module: &TaskModule,
+    task: &TaskCall,
+    threads: u64,
+    iters: u64,
+) -> Duration {
     let limits = Limits::default();
     let started = Instant::now();
     std::thread::scope(|scope| {
@@ -109,7 +117,8 @@ fn load(c: &mut Criterion) {
         ..SandboxConfig::default()
     })
     .expect("sandbox");
-    rt.block_on(cached.load(&bytes)).expect("first load writes the artifact");
+    rt.block_on(cached.load(&bytes))
+        .expect("first load writes the artifact");
     group.bench_function("from-disk-cache", |b| {
         b.iter(|| {
             cached.forget_compiled();
@@ -130,7 +139,10 @@ fn load(c: &mut Criterion) {
 /// engine settings: the floor our sandbox path adds to.
 mod raw {
     use super::*;
-    use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, Linker, Module, PoolingAllocationConfig, Store};
+    use wasmtime::{
+        Config, Enabled, Engine, InstanceAllocationStrategy, Linker, Module,
+        PoolingAllocationConfig, Store,
+    };
     use wasmtime_wasi::p1::WasiP1Ctx;
     use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 

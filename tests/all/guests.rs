@@ -25,9 +25,15 @@ fn rust_sdk_maps_positional_and_named_arguments() {
     assert_eq!(result("basics", "add", "[2, 3]", "{}"), 5);
     assert_eq!(result("basics", "add", "[2]", r#"{"b": 5}"#), 7);
     assert_eq!(result("basics", "add", "[]", r#"{"a": 1, "b": 5}"#), 6);
-    assert_eq!(result("basics", "hello", r#"["wasq"]"#, "{}"), "Hello, wasq!");
+    assert_eq!(
+        result("basics", "hello", r#"["wasq"]"#, "{}"),
+        "Hello, wasq!"
+    );
     assert_eq!(result("basics", "fib", "[20]", "{}"), 6765);
-    assert_eq!(result("basics", "noop", "[]", "{}"), serde_json::Value::Null);
+    assert_eq!(
+        result("basics", "noop", "[]", "{}"),
+        serde_json::Value::Null
+    );
 }
 
 #[test]
@@ -41,7 +47,14 @@ fn wordcount_counts() {
 #[test]
 fn sleep_sleeps_through_wasi() {
     let path = wasm("basics");
-    let run = run_wasq(&["run", path.to_str().unwrap(), "sleep", "--args", "[200]", "--json"]);
+    let run = run_wasq(&[
+        "run",
+        path.to_str().unwrap(),
+        "sleep",
+        "--args",
+        "[200]",
+        "--json",
+    ]);
     assert_eq!(run.code, 0, "{run:?}");
     let json = run.json();
     assert_eq!(json["result"], 200);
@@ -50,7 +63,12 @@ fn sleep_sleeps_through_wasi() {
 
 #[test]
 fn markdown_renders_with_a_real_crate() {
-    let html = result("markdown", "render", r#"["# Title\n\nSome *emphasis*."]"#, "{}");
+    let html = result(
+        "markdown",
+        "render",
+        r##"["# Title\n\nSome *emphasis*."]"##,
+        "{}",
+    );
     let html = html.as_str().unwrap();
     assert!(html.contains("<h1>Title</h1>"), "{html}");
     assert!(html.contains("<em>emphasis</em>"), "{html}");

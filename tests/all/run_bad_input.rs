@@ -24,14 +24,23 @@ fn a_text_file_that_is_not_wasm() {
     assert_eq!(run.code, 8, "{run:?}");
     let json = run.json();
     assert_eq!(json["outcome"], "invalid_module");
-    assert!(json["error"].as_str().unwrap().contains("not a WebAssembly binary"), "{json}");
+    assert!(
+        json["error"]
+            .as_str()
+            .unwrap()
+            .contains("not a WebAssembly binary"),
+        "{json}"
+    );
 }
 
 #[test]
 fn a_missing_file() {
     let run = run_wasq(&["run", "/nonexistent/task.wasm", "hello"]);
     assert_eq!(run.code, 2, "{run:?}");
-    assert!(run.one_line_error().contains("cannot read /nonexistent/task.wasm"));
+    assert!(
+        run.one_line_error()
+            .contains("cannot read /nonexistent/task.wasm")
+    );
 }
 
 #[test]
@@ -77,15 +86,27 @@ fn args_that_are_not_json() {
     let basics = wasm("basics");
     let run = run_wasq(&["run", basics.to_str().unwrap(), "fib", "--args", "[25"]);
     assert_eq!(run.code, 2, "{run:?}");
-    assert!(run.one_line_error().contains("--args is not valid JSON"), "{run:?}");
+    assert!(
+        run.one_line_error().contains("--args is not valid JSON"),
+        "{run:?}"
+    );
 
     let run = run_wasq(&["run", basics.to_str().unwrap(), "fib", "--args", "25"]);
     assert_eq!(run.code, 2, "{run:?}");
     assert!(run.one_line_error().contains("JSON array"), "{run:?}");
 
-    let run = run_wasq(&["run", basics.to_str().unwrap(), "hello", "--kwargs", "name=Ada"]);
+    let run = run_wasq(&[
+        "run",
+        basics.to_str().unwrap(),
+        "hello",
+        "--kwargs",
+        "name=Ada",
+    ]);
     assert_eq!(run.code, 2, "{run:?}");
-    assert!(run.one_line_error().contains("--kwargs is not valid JSON"), "{run:?}");
+    assert!(
+        run.one_line_error().contains("--kwargs is not valid JSON"),
+        "{run:?}"
+    );
 }
 
 #[test]

@@ -33,7 +33,12 @@ async fn a_hundred_sleeping_tasks_do_not_hold_a_thread_each() {
         .collect();
     for task in tasks {
         let execution = task.await.unwrap();
-        assert_eq!(execution.outcome, Outcome::Success, "{}", execution.stderr_text());
+        assert_eq!(
+            execution.outcome,
+            Outcome::Success,
+            "{}",
+            execution.stderr_text()
+        );
         assert_eq!(execution.result_json(), 1000);
     }
     // 100 one-second sleeps on two threads: serially they would take 50 s.
@@ -61,7 +66,12 @@ async fn a_full_pool_makes_tasks_wait_not_fail() {
         .collect();
     for (i, task) in tasks.into_iter().enumerate() {
         let execution = task.await.unwrap();
-        assert_eq!(execution.outcome, Outcome::Success, "{}", execution.stderr_text());
+        assert_eq!(
+            execution.outcome,
+            Outcome::Success,
+            "{}",
+            execution.stderr_text()
+        );
         assert_eq!(execution.result_json(), json!(i + 1));
     }
 }
@@ -132,7 +142,12 @@ async fn compiled_modules_survive_a_restart_on_disk() {
     assert_eq!(execution.result_json(), 55);
 
     // A damaged artifact is discarded and the module recompiled.
-    let path = std::fs::read_dir(dir.path()).unwrap().next().unwrap().unwrap().path();
+    let path = std::fs::read_dir(dir.path())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     std::fs::write(&path, b"garbage").unwrap();
     let third = Sandbox::new(config).unwrap();
     let module = third.load(&bytes).await.unwrap();
@@ -150,7 +165,13 @@ async fn a_module_over_the_size_cap_is_refused_before_compiling() {
     })
     .unwrap();
     let error = sandbox.load(&basics_bytes()).await.unwrap_err();
-    assert!(matches!(error, wasq::SandboxError::ModuleTooLarge { limit: 1024, .. }), "{error}");
+    assert!(
+        matches!(
+            error,
+            wasq::SandboxError::ModuleTooLarge { limit: 1024, .. }
+        ),
+        "{error}"
+    );
 }
 
 #[tokio::test]
@@ -165,7 +186,9 @@ async fn fuel_off_stops_a_runaway_task_by_its_deadline() {
         timeout: Duration::from_millis(200),
         ..Limits::default()
     };
-    let execution = sandbox.run(&module, &call("spin", json!([])), &limits).await;
+    let execution = sandbox
+        .run(&module, &call("spin", json!([])), &limits)
+        .await;
     assert_eq!(execution.outcome, Outcome::Timeout);
     assert_eq!(execution.usage.fuel_consumed, None);
     assert!(execution.usage.cpu > Duration::ZERO);

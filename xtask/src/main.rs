@@ -71,7 +71,10 @@ fn step(name: &str, mut cmd: Command) -> anyhow::Result<()> {
     if !status.success() {
         bail!("{name} failed ({status}): {cmd:?}");
     }
-    println!("    {name}: done in {:.1}s", started.elapsed().as_secs_f64());
+    println!(
+        "    {name}: done in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
@@ -99,7 +102,14 @@ fn test(root: &Path, rest: &[String]) -> anyhow::Result<()> {
     step("cargo fmt --check", fmt)?;
 
     let mut clippy = cargo(root);
-    clippy.args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]);
+    clippy.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]);
     step("cargo clippy", clippy)?;
 
     let mut guest_clippy = cargo(root);
@@ -118,7 +128,13 @@ fn test(root: &Path, rest: &[String]) -> anyhow::Result<()> {
         .is_ok_and(|out| out.status.success());
     let mut tests = cargo(root);
     if nextest {
-        tests.args(["nextest", "run", "--workspace", "--release", "--no-fail-fast"]);
+        tests.args([
+            "nextest",
+            "run",
+            "--workspace",
+            "--release",
+            "--no-fail-fast",
+        ]);
     } else {
         println!("    (cargo-nextest not found; using cargo test)");
         tests.args(["test", "--workspace", "--release", "--no-fail-fast"]);
@@ -147,6 +163,8 @@ fn test(root: &Path, rest: &[String]) -> anyhow::Result<()> {
 fn bench(root: &Path, rest: &[String]) -> anyhow::Result<()> {
     guests::build_guests(root)?;
     let mut bench = cargo(root);
-    bench.args(["bench", "--package", "wasq", "--bench", "sandbox", "--"]).args(rest);
+    bench
+        .args(["bench", "--package", "wasq", "--bench", "sandbox", "--"])
+        .args(rest);
     step("criterion benchmarks (results in target/criterion/)", bench)
 }

@@ -154,18 +154,19 @@ impl ArtifactDir {
     }
 
     /// Loads the artifact of `digest`, if one is there and still loads.
+    ///
+    /// The file is read into memory rather than mapped: a mapped artifact
+    /// that something truncates on disk would crash the process (SIGBUS).
     pub(crate) fn load(&self, engine: &Engine, digest: &Digest) -> Option<Module> {
         let path = self.path(digest);
-        if !path.exists() {
-            return None;
-        }
+        let bytes = std::fs::read(&path).ok()?;
         // SAFETY: the artifact directory holds only files this process (or an
         // earlier run with the same engine settings) wrote from modules it
         // compiled itself; it must be writable only by the user running wasq
         // (documented on `SandboxConfig::cache_dir`). wasmtime still checks
         // the header, version and settings and refuses a mismatch.
         #[allow(unsafe_code, reason = "loading our own precompiled artifact")]
-        let loaded = unsafe { Module::deserialize_file(engine, &path) };
+        let loaded = unsafe { Module::deserialize(engine, &bytes) };
         match loaded {
             Ok(module) => Some(module),
             Err(error) => {

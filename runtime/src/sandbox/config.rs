@@ -121,8 +121,11 @@ pub struct Limits {
     pub timeout: Duration,
 
     /// Fuel units the task may burn, roughly one per wasm instruction.
-    /// Default: 10 billion (several seconds of CPU). Ignored when
-    /// [`SandboxConfig::fuel`] is off.
+    /// Default: one trillion, over a minute of CPU even for a tight loop
+    /// (which burns about 12 billion a second here), so by default the
+    /// [`timeout`](Self::timeout) ends a runaway task; set a smaller budget
+    /// to bound CPU deterministically. Ignored when [`SandboxConfig::fuel`]
+    /// is off.
     pub fuel: u64,
 
     /// Linear memory in bytes, clamped to [`SandboxConfig::max_memory`].
@@ -145,7 +148,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             timeout: Duration::from_secs(30),
-            fuel: 10_000_000_000,
+            fuel: 1_000_000_000_000,
             memory: 128 << 20,
             table_elements: 10_000,
             stdout: 1 << 20,

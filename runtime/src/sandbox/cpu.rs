@@ -73,7 +73,11 @@ mod tests {
         .await;
         assert_ne!(sum, 0);
         assert!(busy > Duration::ZERO);
-        assert!(busy <= wall.elapsed(), "{busy:?} of CPU in {:?}", wall.elapsed());
+        assert!(
+            busy <= wall.elapsed(),
+            "{busy:?} of CPU in {:?}",
+            wall.elapsed()
+        );
 
         let (_, off) = CpuMetered::new(async {}, false).await;
         assert_eq!(off, Duration::ZERO);

@@ -2,7 +2,7 @@
 //! output capture; instantiate, call `_start`, and turn what happened into
 //! an [`Outcome`].
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use wasmtime::{Store, Trap, UpdateDeadline, WasmBacktrace};
 use wasmtime_wasi::p1::WasiP1Ctx;
@@ -12,9 +12,18 @@ use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
 use super::cpu::CpuMetered;
 use super::limiter::TaskLimiter;
 use super::pipe::CappedPipe;
-use super::{
-    Execution, Limits, Outcome, OutputStream, Sandbox, SandboxError, TaskModule, Usage,
-};
+use super::{Execution, Limits, Outcome, OutputStream, Sandbox, SandboxError, TaskModule, Usage};
+
+/// Fuel between yields to the async runtime when fuel is on (about a
+/// millisecond of a tight loop).
+///
+/// Cranelift keeps the fuel counter in a register and writes it back to the
+/// store only on calls to the runtime; the epoch check is not one of those,
+/// so a loop stopped by its deadline would report the fuel of its last call
+/// instead of what it burnt. The out-of-fuel yield does write it back, which
+/// keeps `fuel_consumed` exact to within this interval. Hard-coded: the
+/// cost of a yield is a fiber switch, negligible at this interval.
+const FUEL_YIELD_INTERVAL: u64 = 10_000_000;
 
 /// The data of one task's store.
 pub(crate) struct TaskState {
@@ -91,8 +100,9 @@ impl Sandbox {
         store.limiter(|state| &mut state.limiter);
         let fuel = inner.config.fuel;
         if fuel {
-            // Fuel is on in the engine, so setting it cannot fail.
+            // Fuel is on in the engine, so neither call can fail.
             let _ = store.set_fuel(limits.fuel);
+            let _ = store.fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL));
         }
 
         let started = Instant::now();
@@ -113,9 +123,12 @@ impl Sandbox {
             let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
             start.call_async(&mut store, ()).await
         };
-        // The timer also covers time spent in host calls (a WASI sleep), where
-        // no epoch check runs.
-        let timed = tokio::time::timeout_at(deadline.into(), call_start);
+        // The epoch deadline stops wasm code; it traps cleanly, so fuel and
+        // memory figures stay exact. The timer is the backstop for time
+        // spent in host calls (a WASI sleep), where no epoch check runs; it
+        // fires a few ticks later so it never races the epoch trap.
+        let backstop = deadline + inner.config.epoch_tick * 4 + Duration::from_millis(10);
+        let timed = tokio::time::timeout_at(backstop.into(), call_start);
         let (result, cpu) = CpuMetered::new(timed, inner.config.cpu_metering).await;
         let wall = started.elapsed();
 

@@ -194,7 +194,7 @@ fn expand_task(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStrea
             },
             // `!` coerces to the wrapper's return type.
             Type::Never(_) => call,
-            // Spanned so that a missing `Serialize`/`Display` impl points at the return type.
+            // Spanned so that a missing `Serialize`/`Display` impl is reported at the task, not the attribute.
             ty if is_result(ty) => quote_spanned! {ty.span()=>
                 ::wasq_guest::__private::result_output(#fn_name(#(#arg_exprs),*))
             },

@@ -45,23 +45,42 @@ fn cases() -> Vec<Case> {
         case("basics", "hello", json!(["wasq"]), Success),
         case("basics", "add", json!([2, 40]), Success),
         case("basics", "fib", json!([25]), Success),
-        case("basics", "wordcount", json!(["the quick brown fox jumps over the lazy dog"]), Success),
+        case(
+            "basics",
+            "wordcount",
+            json!(["the quick brown fox jumps over the lazy dog"]),
+            Success,
+        ),
         case("basics", "sleep", json!([50]), Success),
         Case {
-            limits: Limits { timeout: Duration::from_millis(500), ..Limits::default() },
+            limits: Limits {
+                timeout: Duration::from_millis(500),
+                ..Limits::default()
+            },
             ..case("basics", "spin", json!([]), Timeout)
         },
         Case {
-            limits: Limits { fuel: 10_000_000, ..Limits::default() },
+            limits: Limits {
+                fuel: 10_000_000,
+                ..Limits::default()
+            },
             ..case("basics", "spin", json!([]), FuelExhausted)
         },
         Case {
-            limits: Limits { memory: 32 << 20, ..Limits::default() },
+            limits: Limits {
+                memory: 32 << 20,
+                ..Limits::default()
+            },
             ..case("basics", "alloc", json!([]), MemoryLimit)
         },
         case("basics", "panic", json!([]), GuestError),
         case("basics", "fail", json!([]), GuestError),
-        case("markdown", "render", json!(["# wasq\n\nTasks in *WebAssembly*."]), Success),
+        case(
+            "markdown",
+            "render",
+            json!(["# wasq\n\nTasks in *WebAssembly*."]),
+            Success,
+        ),
         case("escape", "read_file", json!([]), GuestError),
         case("escape", "list_dir", json!([]), GuestError),
         case("escape", "env", json!([]), GuestError),
@@ -80,7 +99,12 @@ pub(crate) async fn demo(args: DemoArgs) -> Result<ExitCode, CliError> {
     for case in cases() {
         let path = args.wasm_dir.join(format!("{}.wasm", case.module));
         let bytes = std::fs::read(&path)
-            .with_context(|| format!("cannot read {}; build the examples with `cargo xtask build`", path.display()))
+            .with_context(|| {
+                format!(
+                    "cannot read {}; build the examples with `cargo xtask build`",
+                    path.display()
+                )
+            })
             .map_err(CliError::usage)?;
         let module = sandbox.load(&bytes).await?;
         let call = TaskCall::new(case.module, case.task, &case.args, &json!({}))?;
@@ -89,16 +113,28 @@ pub(crate) async fn demo(args: DemoArgs) -> Result<ExitCode, CliError> {
         let shown = if kind == OutcomeKind::Success {
             execution.result_json().to_string()
         } else {
-            execution.stderr_text().lines().next().unwrap_or_default().to_owned()
+            execution
+                .stderr_text()
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_owned()
         };
-        let mark = if kind == case.expect { "" } else { "  (unexpected!)" };
+        let mark = if kind == case.expect {
+            ""
+        } else {
+            "  (unexpected!)"
+        };
         surprises += usize::from(kind != case.expect);
         println!(
             "{:<9} {:<10} {:<15} {:>13} {:>9} {:>9} {:>9}  {}{mark}",
             case.module,
             case.task,
             kind.as_str(),
-            execution.usage.fuel_consumed.map_or("-".into(), |f| f.to_string()),
+            execution
+                .usage
+                .fuel_consumed
+                .map_or("-".into(), |f| f.to_string()),
             format_duration(execution.usage.cpu),
             format_duration(execution.usage.wall),
             format_size(execution.usage.memory_peak),

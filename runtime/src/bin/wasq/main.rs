@@ -44,7 +44,9 @@ fn main() -> ExitCode {
                 Command::Demo(args) => demo::demo(args).await,
             }
         }),
-        Err(e) => Err(CliError::other(anyhow::anyhow!("cannot start the async runtime: {e}"))),
+        Err(e) => Err(CliError::other(anyhow::anyhow!(
+            "cannot start the async runtime: {e}"
+        ))),
     };
     match result {
         Ok(code) => code,

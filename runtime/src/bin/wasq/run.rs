@@ -46,7 +46,7 @@ pub(crate) struct RunArgs {
     kwargs: String,
 
     /// Fuel budget: roughly the wasm instructions the task may run.
-    #[arg(long, value_name = "N", default_value = "10_000_000_000", value_parser = parse_fuel)]
+    #[arg(long, value_name = "N", default_value = "1_000_000_000_000", value_parser = parse_fuel)]
     fuel: u64,
 
     /// Do not count fuel (faster on call-heavy code); only --timeout stops the task.
@@ -95,8 +95,12 @@ pub(crate) fn default_cache_dir() -> Option<PathBuf> {
 
 /// Parses `--args` and `--kwargs` into the task's input.
 fn task_call(module: &str, args: &RunArgs) -> Result<TaskCall, CliError> {
-    let positional: serde_json::Value = serde_json::from_str(&args.args)
-        .map_err(|e| CliError::usage(anyhow::anyhow!("--args is not valid JSON ({e}): {}", args.args)))?;
+    let positional: serde_json::Value = serde_json::from_str(&args.args).map_err(|e| {
+        CliError::usage(anyhow::anyhow!(
+            "--args is not valid JSON ({e}): {}",
+            args.args
+        ))
+    })?;
     if !positional.is_array() {
         return Err(CliError::usage(anyhow::anyhow!(
             "--args must be a JSON array of positional arguments, e.g. --args '[{}]'",
@@ -104,7 +108,10 @@ fn task_call(module: &str, args: &RunArgs) -> Result<TaskCall, CliError> {
         )));
     }
     let named: serde_json::Value = serde_json::from_str(&args.kwargs).map_err(|e| {
-        CliError::usage(anyhow::anyhow!("--kwargs is not valid JSON ({e}): {}", args.kwargs))
+        CliError::usage(anyhow::anyhow!(
+            "--kwargs is not valid JSON ({e}): {}",
+            args.kwargs
+        ))
     })?;
     Ok(TaskCall::new(module, &args.task, &positional, &named)?)
 }
