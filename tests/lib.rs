@@ -110,3 +110,84 @@ pub fn wat_file(dir: &Path, name: &str, wat: &str) -> PathBuf {
     std::fs::write(&path, bytes).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
     path
 }
+
+/// A `wasq cluster` process working in `dir` (so the default embedded
+/// setup lands in `dir/.wasq/`). Killed when dropped.
+#[derive(Debug)]
+pub struct ClusterProcess {
+    child: std::process::Child,
+}
+
+impl ClusterProcess {
+    /// Starts `wasq cluster` in `dir` with extra arguments and environment.
+    pub fn start(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let log = std::fs::File::create(dir.join(format!("cluster-{}.log", unique())))
+            .unwrap_or_else(|e| panic!("cannot create the cluster log: {e}"));
+        let child = wasq(&dir.join(".cache"))
+            .current_dir(dir)
+            .arg("cluster")
+            .args(args)
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start wasq cluster: {e}"));
+        Self { child }
+    }
+
+    /// Kills it with SIGKILL, as a crash would.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Stops it with SIGTERM and waits for a graceful exit; returns its
+    /// exit code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().ok().and_then(|s| s.code())
+    }
+}
+
+impl Drop for ClusterProcess {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn unique() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+/// Runs `wasq` in `dir` (its default embedded setup) with `args`.
+pub fn wasq_in(dir: &Path, args: &[&str]) -> Run {
+    wasq(&dir.join(".cache"))
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", wasq_bin().display()))
+        .into()
+}
+
+/// Calls `check` until it returns `Some`, or panics after `limit`.
+pub fn eventually<T>(
+    limit: std::time::Duration,
+    what: &str,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::json;
-use wasq::{Limits, Sandbox, SandboxConfig, TaskCall, TaskModule};
+use wasq::{CpuMetering, Limits, Sandbox, SandboxConfig, TaskCall, TaskModule};
 
 fn basics() -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/wasm/basics.wasm");
@@ -80,13 +80,18 @@ fn overhead(c: &mut Criterion) {
     group.bench_function("2-threads", |b| {
         b.iter_custom(|iters| run_on_threads(&sandbox, &module, &noop, 2, iters))
     });
-    let (unmetered, unmetered_module) = setup(SandboxConfig {
-        cpu_metering: false,
-        ..SandboxConfig::default()
-    });
-    group.bench_function("1-thread-no-cpu-metering", |b| {
-        b.iter_custom(|iters| run_on_threads(&unmetered, &unmetered_module, &noop, 1, iters))
-    });
+    for (name, metering) in [
+        ("1-thread-no-cpu-metering", CpuMetering::Off),
+        ("1-thread-thread-clock-metering", CpuMetering::ThreadClock),
+    ] {
+        let (sandbox, module) = setup(SandboxConfig {
+            cpu_metering: metering,
+            ..SandboxConfig::default()
+        });
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| run_on_threads(&sandbox, &module, &noop, 1, iters))
+        });
+    }
     group.finish();
     raw::bench(c);
 }

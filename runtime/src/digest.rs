@@ -7,7 +7,9 @@ use sha2::{Digest as _, Sha256};
 
 /// The sha256 of a module's bytes. Modules are content addressed: two uploads
 /// of the same bytes are one module, whatever their names.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct Digest([u8; 32]);
 
 impl Digest {

@@ -54,12 +54,20 @@
 
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
+mod client;
+pub mod cluster;
+pub mod config;
 mod digest;
+pub mod package;
 pub mod sandbox;
+pub mod store;
 pub mod units;
 
+pub use client::{Client, ClientError, TaskRequest};
+pub use cluster::Cluster;
+pub use config::Config;
 pub use digest::{Digest, DigestParseError};
 pub use sandbox::{
-    Execution, Limits, Outcome, OutcomeKind, OutputStream, Sandbox, SandboxConfig, SandboxError,
-    TaskCall, TaskModule, Usage,
+    CpuMetering, Execution, Limits, Outcome, OutcomeKind, OutputStream, Sandbox, SandboxConfig,
+    SandboxError, TaskCall, TaskModule, Usage,
 };

@@ -7,12 +7,17 @@
 //! - `escape`: every task of escape.wasm fails inside the guest.
 //! - `guests`: each example guest (Rust SDK, markdown, C) gives the right
 //!   results.
+//! - `broker_conformance`: every broker (memory, SQLite) against one suite.
+//! - `cluster`: the queue on its embedded default, black box — enqueue and
+//!   wait, crashes, tampered packages, long tasks, bad input.
 //! - `sandbox_api`: the library API — concurrency without a thread per
 //!   task, the compiled-module cache, limits.
 //!
 //! They need the example modules (`cargo xtask build`) and the `wasq`
 //! binary of the same profile; `cargo xtask test` provides both.
 
+mod broker_conformance;
+mod cluster;
 mod escape;
 mod guests;
 mod run_bad_input;

@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::CpuMetering;
+
 /// Engine-wide settings of a [`Sandbox`](super::Sandbox).
 ///
 /// These shape the one wasmtime `Engine` of a process and cannot change
@@ -54,10 +56,11 @@ pub struct SandboxConfig {
     /// [`Limits::timeout`] is enforced. Default: 2 ms.
     pub epoch_tick: Duration,
 
-    /// Measure each task's CPU time (thread CPU time summed over the polls of
-    /// its future). Default: `true`; the cost is two `clock_gettime` calls per
-    /// poll. When off, [`Usage::cpu`](super::Usage::cpu) is zero.
-    pub cpu_metering: bool,
+    /// How each task's CPU time ([`Usage::cpu`](super::Usage::cpu)) is
+    /// measured. Default: [`CpuMetering::PollTime`], time inside the task's
+    /// polls, nearly free; [`CpuMetering::ThreadClock`] is exact on an
+    /// oversubscribed machine but costs two system calls per poll.
+    pub cpu_metering: CpuMetering,
 
     /// Directory for compiled modules, so a restart does not recompile.
     ///
@@ -99,7 +102,7 @@ impl Default for SandboxConfig {
             max_table_elements: 100_000,
             keep_resident: 2 << 20,
             epoch_tick: Duration::from_millis(2),
-            cpu_metering: true,
+            cpu_metering: CpuMetering::PollTime,
             cache_dir: None,
             cache_capacity: 256,
             max_module_size: 64 << 20,

@@ -28,6 +28,7 @@ use run::{TaskState, one_line};
 
 pub use cache::TaskModule;
 pub use config::{Limits, SandboxConfig};
+pub use cpu::CpuMetering;
 pub use error::SandboxError;
 pub use outcome::{Execution, Outcome, OutcomeKind, OutputStream, Usage};
 pub use run::TaskCall;

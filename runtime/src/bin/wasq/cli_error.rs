@@ -21,6 +21,14 @@ impl CliError {
         }
     }
 
+    /// An error with a chosen exit code.
+    pub(crate) fn with_code(code: u8, error: impl Into<anyhow::Error>) -> Self {
+        Self {
+            code,
+            error: error.into(),
+        }
+    }
+
     /// Anything else that stops the command: exit code 1.
     pub(crate) fn other(error: impl Into<anyhow::Error>) -> Self {
         Self {

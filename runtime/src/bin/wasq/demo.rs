@@ -13,13 +13,24 @@ use wasq::{Limits, OutcomeKind, Sandbox, SandboxConfig, TaskCall};
 
 use crate::cli_error::CliError;
 
-/// Run each example task (built by `cargo xtask build`) through the sandbox
-/// and print a table of outcomes, fuel and time.
+/// Run a real workload on a temporary embedded setup: upload the example
+/// modules (built by `cargo xtask build`), start a cluster, enqueue
+/// thousands of mixed tasks, and report outcomes, throughput and latency.
 #[derive(Debug, Args)]
 pub(crate) struct DemoArgs {
     /// Directory holding the example modules.
     #[arg(long, value_name = "DIR", default_value = "target/wasm")]
     wasm_dir: PathBuf,
+    /// Tasks to enqueue.
+    #[arg(long, default_value_t = 10_000)]
+    tasks: usize,
+    /// Cluster workers [default: 4 per CPU].
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Instead, run each example task once through the sandbox and print a
+    /// table of outcomes, fuel and time.
+    #[arg(long)]
+    tour: bool,
 }
 
 /// One row of the demo: a task, its arguments, its limits, and the outcome
@@ -90,6 +101,14 @@ fn cases() -> Vec<Case> {
 }
 
 pub(crate) async fn demo(args: DemoArgs) -> Result<ExitCode, CliError> {
+    if args.tour {
+        tour(&args).await
+    } else {
+        crate::demo_queue::run(&args.wasm_dir, args.tasks, args.workers).await
+    }
+}
+
+async fn tour(args: &DemoArgs) -> Result<ExitCode, CliError> {
     let sandbox = Sandbox::new(SandboxConfig::default())?;
     println!(
         "{:<9} {:<10} {:<15} {:>13} {:>9} {:>9} {:>9}  result or log",

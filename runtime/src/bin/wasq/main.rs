@@ -2,9 +2,14 @@
 //! each subcommand to its module. Errors print as one line and map to the
 //! documented exit codes.
 
+mod admin;
 mod cli_error;
+mod cluster;
 mod demo;
+mod demo_queue;
 mod run;
+mod settings;
+mod tasks;
 
 use std::process::ExitCode;
 
@@ -28,6 +33,12 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Run(run::RunArgs),
+    Cluster(cluster::ClusterArgs),
+    Enqueue(tasks::EnqueueArgs),
+    Result(tasks::ResultArgs),
+    Module(admin::ModuleArgs),
+    Queue(admin::QueueArgs),
+    Info(admin::InfoArgs),
     Demo(demo::DemoArgs),
 }
 
@@ -41,6 +52,12 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime.block_on(async {
             match cli.command {
                 Command::Run(args) => run::run(args).await,
+                Command::Cluster(args) => cluster::cluster(args).await,
+                Command::Enqueue(args) => tasks::enqueue(args).await,
+                Command::Result(args) => tasks::result(args).await,
+                Command::Module(args) => admin::module(args).await,
+                Command::Queue(args) => admin::queue(args).await,
+                Command::Info(args) => admin::info(args).await,
                 Command::Demo(args) => demo::demo(args).await,
             }
         }),

@@ -1,0 +1,9 @@
+//! The broker conformance suite, `tests/all/broker_conformance.rs` (its
+//! home, run by the workspace's integration tests), compiled here as well
+//! so that `cargo test -p wasq-brokers` checks every broker against it
+//! without building the runtime. It needs the `sqlite` feature (default).
+
+#![cfg(feature = "sqlite")]
+
+#[path = "../../tests/all/broker_conformance.rs"]
+mod broker_conformance;

@@ -1,0 +1,95 @@
+//! `wasq cluster`: run a cluster until SIGINT or SIGTERM, then stop
+//! gracefully.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use wasq::{Cluster, Sandbox, store::Store};
+
+use crate::cli_error::CliError;
+use crate::settings::Settings;
+
+/// Run a cluster: take tasks from the broker, run them in the sandbox,
+/// save their results. Stops gracefully on Ctrl-C or SIGTERM.
+#[derive(Debug, Args)]
+pub(crate) struct ClusterArgs {
+    #[command(flatten)]
+    settings: Settings,
+    /// Tasks run at once [default: 4 per CPU; env: WASQ_WORKERS].
+    #[arg(long, value_name = "N")]
+    workers: Option<usize>,
+    /// Queue to serve [default: default; env: WASQ_QUEUE].
+    #[arg(long, value_name = "QUEUE")]
+    queue: Option<String>,
+    /// Label shown by `wasq info` [default: the host name].
+    #[arg(long)]
+    label: Option<String>,
+    /// Longest wait for running tasks on stop before they are handed back.
+    #[arg(long, value_name = "DUR", default_value = "30s", value_parser = wasq::units::parse_duration)]
+    grace: Duration,
+}
+
+pub(crate) async fn cluster(args: ClusterArgs) -> Result<ExitCode, CliError> {
+    let mut config = args.settings.config()?;
+    if let Some(workers) = args.workers {
+        config.workers = workers.max(1);
+    }
+    if let Some(queue) = args.queue {
+        config.queue = queue;
+    }
+    if args.label.is_some() {
+        config.label = args.label;
+    }
+    if config.secret == wasq::config::DEFAULT_SECRET {
+        tracing::warn!("using the default secret: set `secret` before machines share a broker");
+    }
+    let broker = wasq_brokers::connect(&config.broker)
+        .await
+        .map_err(|e| CliError::from(wasq::ClientError::from(e)))?;
+    let store = Store::connect(&config.store)
+        .await
+        .map_err(|e| CliError::from(wasq::ClientError::from(e)))?;
+    let sandbox = Sandbox::new(config.sandbox_config())?;
+    eprintln!(
+        "wasq cluster `{}`: {} workers on queue `{}`, broker {}, store {}",
+        config.name,
+        config.workers,
+        config.queue,
+        wasq_brokers::redact(&config.broker),
+        wasq_brokers::redact(&config.store),
+    );
+    let cluster = Cluster::start(config, broker, store, sandbox);
+    wait_for_stop_signal().await;
+    eprintln!(
+        "stopping: finishing {} task(s) in flight…",
+        cluster.in_flight()
+    );
+    let done = cluster.done();
+    cluster.stop(args.grace).await;
+    eprintln!("stopped after {done} task(s)");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_stop_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

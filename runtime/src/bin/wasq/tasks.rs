@@ -1,0 +1,187 @@
+//! `wasq enqueue` and `wasq result`: send a task, read or wait for its
+//! result.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use wasq::package::TaskLimits;
+use wasq::store::TaskResult;
+use wasq::units::{parse_duration, parse_size};
+use wasq::{Client, TaskRequest};
+
+use crate::cli_error::CliError;
+use crate::settings::Settings;
+
+/// Enqueue a task and print its id (with --wait, its result).
+#[derive(Debug, Args)]
+#[command(after_help = "\
+With --wait the exit code is the task's, as for `wasq run` (0 success,
+1 guest error, 3 trap, 4 timeout, 5 fuel, 6 memory, 7 output, 8 invalid
+module); 2 is a usage error, 1 also means no result arrived in time.
+
+Examples:
+  wasq enqueue basics fib --args '[20]' --wait
+  wasq enqueue target/wasm/basics.wasm hello --kwargs '{\"name\": \"Ada\"}'")]
+pub(crate) struct EnqueueArgs {
+    #[command(flatten)]
+    settings: Settings,
+    /// Module: an uploaded name, a digest, or a path to a .wasm file.
+    module: String,
+    /// Task inside the module.
+    task: String,
+    /// Positional arguments, as a JSON array.
+    #[arg(long, default_value = "[]", value_name = "JSON")]
+    args: String,
+    /// Named arguments, as a JSON object.
+    #[arg(long, default_value = "{}", value_name = "JSON")]
+    kwargs: String,
+    /// Queue [default: the configured one].
+    #[arg(long)]
+    queue: Option<String>,
+    /// Group name.
+    #[arg(long)]
+    group: Option<String>,
+    /// The task's wall-clock limit, e.g. 1s [default: the cluster's].
+    #[arg(long = "task-timeout", value_name = "DUR", value_parser = parse_duration)]
+    task_timeout: Option<Duration>,
+    /// The task's fuel budget [default: the cluster's].
+    #[arg(long, value_name = "N")]
+    fuel: Option<u64>,
+    /// The task's memory limit, e.g. 32MiB [default: the cluster's].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    memory: Option<u64>,
+    /// Wait for the result and print it.
+    #[arg(long)]
+    wait: bool,
+    /// How long --wait waits.
+    #[arg(long, value_name = "DUR", default_value = "60s", value_parser = parse_duration, requires = "wait")]
+    timeout: Duration,
+    /// Print JSON: {"id": …} or, with --wait, the whole result.
+    #[arg(long)]
+    json: bool,
+}
+
+fn json_arg(flag: &str, text: &str) -> Result<serde_json::Value, CliError> {
+    serde_json::from_str(text)
+        .map_err(|e| CliError::usage(anyhow::anyhow!("--{flag} is not valid JSON ({e}): {text}")))
+}
+
+pub(crate) async fn enqueue(args: EnqueueArgs) -> Result<ExitCode, CliError> {
+    let request = TaskRequest {
+        module: args.module.clone(),
+        task: args.task.clone(),
+        args: json_arg("args", &args.args)?,
+        kwargs: json_arg("kwargs", &args.kwargs)?,
+        queue: args.queue.clone(),
+        group: args.group.clone(),
+        limits: TaskLimits {
+            timeout_ms: args.task_timeout.map(|d| d.as_millis() as u64),
+            fuel: args.fuel,
+            memory: args.memory,
+        },
+    };
+    let (_, client) = args.settings.client().await?;
+    let id = client.enqueue(&request).await?;
+    if !args.wait {
+        if args.json {
+            println!("{}", serde_json::json!({ "id": id }));
+        } else {
+            println!("{id}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    wait_and_print(&client, &id, args.timeout, args.json).await
+}
+
+/// Print a task's result or wait for it.
+#[derive(Debug, Args)]
+pub(crate) struct ResultArgs {
+    #[command(flatten)]
+    settings: Settings,
+    /// The task id `wasq enqueue` printed.
+    id: String,
+    /// Wait for the result if there is none yet.
+    #[arg(long)]
+    wait: bool,
+    /// How long --wait waits.
+    #[arg(long, value_name = "DUR", default_value = "60s", value_parser = parse_duration)]
+    timeout: Duration,
+    /// Print the whole result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) async fn result(args: ResultArgs) -> Result<ExitCode, CliError> {
+    let (_, client) = args.settings.client().await?;
+    if args.wait {
+        return wait_and_print(&client, &args.id, args.timeout, args.json).await;
+    }
+    match client.result(&args.id).await? {
+        Some(result) => Ok(print_result(&result, args.json)),
+        None => Err(CliError::other(anyhow::anyhow!(
+            "no result for task {} yet (it may be queued or running; add --wait, or check the id)",
+            args.id
+        ))),
+    }
+}
+
+async fn wait_and_print(
+    client: &Client,
+    id: &str,
+    timeout: Duration,
+    json: bool,
+) -> Result<ExitCode, CliError> {
+    match client.wait(id, timeout).await? {
+        Some(result) => Ok(print_result(&result, json)),
+        None => Err(CliError::other(anyhow::anyhow!(
+            "no result for task {id} within {}; is a cluster running? (`wasq cluster`; then `wasq result {id} --wait`)",
+            wasq::units::format_duration(timeout)
+        ))),
+    }
+}
+
+/// Prints a result as `wasq run` would, and returns its exit code.
+fn print_result(result: &TaskResult, json: bool) -> ExitCode {
+    if json {
+        println!("{}", result.to_json());
+    } else if result.success {
+        let text = match result.result_json() {
+            serde_json::Value::String(s)
+                if result
+                    .result
+                    .as_deref()
+                    .is_some_and(|r| !r.starts_with(b"\"")) =>
+            {
+                s
+            }
+            value => value.to_string(),
+        };
+        println!("{text}");
+        if !result.stderr.trim().is_empty() {
+            eprintln!("{}", result.stderr.trim_end());
+        }
+    } else {
+        let log = result.stderr.trim_end();
+        let detail = result
+            .error
+            .as_deref()
+            .map(|e| format!(": {e}"))
+            .unwrap_or_default();
+        if log.is_empty() || log.contains('\n') {
+            if !log.is_empty() {
+                eprintln!("{log}");
+            }
+            eprintln!(
+                "error: task `{}` ended with {}{detail}",
+                result.task, result.outcome
+            );
+        } else {
+            eprintln!(
+                "error: task `{}` ended with {}{detail}: {log}",
+                result.task, result.outcome
+            );
+        }
+    }
+    ExitCode::from(result.exit_code())
+}

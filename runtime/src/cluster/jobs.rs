@@ -1,0 +1,190 @@
+//! The workers: run each job in the sandbox, `workers` at a time, and pass
+//! what happened to the monitor. On stop, jobs not started go back to the
+//! broker and running ones finish.
+
+use std::sync::Arc;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::task::JoinSet;
+use wasq_brokers::AckId;
+
+use super::Shared;
+use crate::package::TaskRecord;
+use crate::sandbox::{Execution, TaskCall, TaskModule};
+use crate::store::{TaskResult, now_ms};
+
+/// A task taken from the broker, decoded and verified.
+#[derive(Debug)]
+pub(crate) struct Job {
+    pub(crate) ack: AckId,
+    pub(crate) deliveries: u32,
+    pub(crate) record: TaskRecord,
+}
+
+/// A job that ended (or was given up).
+#[derive(Debug)]
+pub(crate) struct Completion {
+    pub(crate) job: Job,
+    pub(crate) result: TaskResult,
+}
+
+impl Completion {
+    fn new(shared: &Shared, job: Job, execution: &Execution, started_at_ms: i64) -> Self {
+        let outcome = &execution.outcome;
+        let error = match outcome {
+            crate::Outcome::Trap { message } | crate::Outcome::InvalidModule { message } => {
+                Some(message.clone())
+            }
+            _ => None,
+        };
+        let result = TaskResult {
+            id: job.record.id.clone(),
+            module: job.record.module,
+            module_name: job.record.module_name.clone(),
+            task: job.record.task.clone(),
+            input: job.record.input.clone(),
+            queue: job.record.queue.clone(),
+            group: job.record.group.clone(),
+            outcome: outcome.kind().as_str().into(),
+            success: outcome.is_success(),
+            result: outcome.is_success().then(|| execution.stdout.clone()),
+            stderr: execution.stderr_text(),
+            error,
+            fuel: execution.usage.fuel_consumed,
+            cpu_us: execution.usage.cpu.as_micros() as u64,
+            wall_us: execution.usage.wall.as_micros() as u64,
+            memory_peak: execution.usage.memory_peak,
+            attempts: job.deliveries,
+            enqueued_at_ms: job.record.enqueued_at_ms as i64,
+            started_at_ms,
+            stopped_at_ms: now_ms(),
+            cluster: shared.id.clone(),
+        };
+        Self { job, result }
+    }
+
+    /// A task delivered more than `max_attempts` times (it kept crashing
+    /// its cluster, or kept failing): recorded without running again.
+    pub(crate) fn abandoned(shared: &Shared, job: Job) -> Self {
+        let message = format!(
+            "gave up after {} deliveries (max_attempts = {})",
+            job.deliveries, shared.config.max_attempts
+        );
+        let mut completion = Self::new(
+            shared,
+            job,
+            &Execution::invalid_module(message.clone()),
+            now_ms(),
+        );
+        completion.result.outcome = "abandoned".into();
+        completion.result.error = Some(message);
+        completion
+    }
+
+    pub(crate) fn success(&self) -> bool {
+        self.result.success
+    }
+}
+
+/// Why a job's module could not be had.
+enum ModuleError {
+    /// The module is missing or invalid: the task fails for good.
+    Final(String),
+    /// The store could not be reached: hand the task back.
+    Transient(String),
+}
+
+async fn module_for(shared: &Shared, record: &TaskRecord) -> Result<TaskModule, ModuleError> {
+    if let Some(module) = shared.sandbox.cached(&record.module) {
+        return Ok(module);
+    }
+    let bytes = shared
+        .store
+        .module_bytes(&record.module)
+        .await
+        .map_err(|e| ModuleError::Transient(e.to_string()))?
+        .ok_or_else(|| {
+            ModuleError::Final(format!("module {} is not in the store", record.module))
+        })?;
+    shared
+        .sandbox
+        .load(&bytes)
+        .await
+        .map_err(|e| ModuleError::Final(e.to_string()))
+}
+
+async fn execute(
+    shared: Arc<Shared>,
+    job: Job,
+    _permit: OwnedSemaphorePermit,
+    done: mpsc::UnboundedSender<Completion>,
+) {
+    let started_at = now_ms();
+    let execution = match module_for(&shared, &job.record).await {
+        Ok(module) => {
+            let call = TaskCall {
+                module: job.record.module_name.clone(),
+                task: job.record.task.clone(),
+                input: job.record.input.clone().into_bytes(),
+            };
+            let limits = shared.limits(&job.record.limits);
+            let span = tracing::debug_span!("task", id = %job.record.id, task = %job.record.task);
+            let _entered = span.enter();
+            drop(_entered);
+            shared.sandbox.run(&module, &call, &limits).await
+        }
+        Err(ModuleError::Final(message)) => Execution::invalid_module(message),
+        Err(ModuleError::Transient(error)) => {
+            tracing::warn!(%error, "store unreachable; handing the task back");
+            hand_back(&shared, job).await;
+            return;
+        }
+    };
+    let _ = done.send(Completion::new(&shared, job, &execution, started_at));
+}
+
+/// Returns a job to the broker for someone else (or later).
+pub(crate) async fn hand_back(shared: &Shared, job: Job) {
+    if let Err(error) = shared.broker.release(shared.queue(), &job.ack).await {
+        tracing::warn!(%error, "cannot hand a task back; its lease will expire");
+    }
+    shared.held().remove(&job.ack);
+    shared.room.notify_one();
+}
+
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    mut jobs: mpsc::UnboundedReceiver<Job>,
+    done: mpsc::UnboundedSender<Completion>,
+) {
+    let permits = Arc::new(Semaphore::new(shared.config.workers));
+    let mut running = JoinSet::new();
+    let mut stop = shared.stop.clone();
+    let mut stop_waiting = shared.stop.clone();
+    loop {
+        tokio::select! {
+            biased;
+            _ = super::stopped(&mut stop) => break,
+            Some(_) = running.join_next(), if !running.is_empty() => {}
+            job = jobs.recv() => {
+                let Some(job) = job else { break };
+                let permit = tokio::select! {
+                    permit = permits.clone().acquire_owned() => permit,
+                    _ = super::stopped(&mut stop_waiting) => {
+                        hand_back(&shared, job).await;
+                        break;
+                    }
+                };
+                let Ok(permit) = permit else { break };
+                running.spawn(execute(shared.clone(), job, permit, done.clone()));
+            }
+        }
+    }
+    // Stopping: jobs not started go back at once; running ones finish
+    // (the sentinel aborts them after its grace period).
+    jobs.close();
+    while let Ok(job) = jobs.try_recv() {
+        hand_back(&shared, job).await;
+    }
+    while running.join_next().await.is_some() {}
+}

@@ -1,0 +1,33 @@
+//! The lease keeper: renews the leases of every held task a few times per
+//! lease period, so a task that runs longer than `retry` is never handed to
+//! another cluster while it runs.
+
+use std::sync::Arc;
+
+use wasq_brokers::AckId;
+
+use super::Shared;
+
+pub(crate) async fn run(shared: Arc<Shared>) {
+    let lease = shared.config.retry;
+    let mut stop = shared.stop.clone();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(lease / 3) => {}
+            _ = super::stopped(&mut stop) => return,
+        }
+        let held: Vec<AckId> = shared.held().iter().cloned().collect();
+        for chunk in held.chunks(500) {
+            match shared.broker.renew(shared.queue(), chunk, lease).await {
+                Ok(still) => {
+                    for (ack, held) in chunk.iter().zip(still) {
+                        if !held {
+                            tracing::warn!(%ack, "lost the lease of a running task");
+                        }
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "cannot renew leases"),
+            }
+        }
+    }
+}

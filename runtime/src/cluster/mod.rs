@@ -1,0 +1,228 @@
+//! The cluster: a **pusher** takes packages from the broker in bulk (up to
+//! `queue_limit` held at once), **workers** run them in the sandbox (`workers`
+//! at a time), a **monitor** saves results in batches and then acknowledges
+//! them, a **lease keeper** renews the leases of held tasks so a long task
+//! is never handed to a second cluster, and a **heartbeat** reports to the
+//! store for `wasq info`. The [`Cluster`] handle is the sentinel: it stops
+//! them gracefully.
+//!
+//! Delivery is at-least-once; results are saved before the acknowledgement
+//! and the store keeps the first result of a task, so a task killed halfway
+//! runs again and still ends with exactly one result.
+
+mod jobs;
+mod lease;
+mod monitor;
+mod pusher;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::task::JoinHandle;
+use wasq_brokers::{AckId, SharedBroker};
+
+use crate::config::Config;
+use crate::package::PackageCodec;
+use crate::sandbox::{Limits, Sandbox};
+use crate::store::{ClusterStatus, Store, now_ms};
+
+/// Everything the parts of a cluster share.
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) id: String,
+    pub(crate) broker: SharedBroker,
+    pub(crate) store: Store,
+    pub(crate) sandbox: Sandbox,
+    pub(crate) codec: PackageCodec,
+    /// Deliveries held: taken from the broker, not yet acknowledged or
+    /// handed back.
+    held: Mutex<HashSet<AckId>>,
+    /// Woken when held tasks finish, so the pusher can take more.
+    pub(crate) room: Notify,
+    pub(crate) done: AtomicU64,
+    pub(crate) stop: watch::Receiver<bool>,
+}
+
+impl Shared {
+    pub(crate) fn held(&self) -> MutexGuard<'_, HashSet<AckId>> {
+        // Only set inserts and removes happen under this lock.
+        self.held.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn stopping(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    pub(crate) fn queue(&self) -> &str {
+        &self.config.queue
+    }
+
+    /// The limits of a task: its own, else the cluster's defaults.
+    pub(crate) fn limits(&self, task: &crate::package::TaskLimits) -> Limits {
+        Limits {
+            timeout: task
+                .timeout_ms
+                .map_or(self.config.timeout, Duration::from_millis),
+            fuel: task.fuel.unwrap_or(self.config.max_fuel),
+            memory: task.memory.unwrap_or(self.config.memory),
+            ..Limits::default()
+        }
+    }
+
+    fn status(&self, started_at_ms: i64, state: &str) -> ClusterStatus {
+        ClusterStatus {
+            id: self.id.clone(),
+            name: self.config.name.clone(),
+            label: self.config.label.clone().unwrap_or_else(host_name),
+            host: host_name(),
+            pid: std::process::id(),
+            workers: self.config.workers,
+            started_at_ms,
+            heartbeat_at_ms: now_ms(),
+            in_flight: self.held().len() as u64,
+            done: self.done.load(Ordering::Relaxed),
+            status: state.into(),
+        }
+    }
+}
+
+/// Resolves once the cluster is told to stop (without holding the watch's
+/// lock across an await).
+pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopping| *stopping).await;
+}
+
+/// The machine's host name, or `localhost`.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// A running cluster.
+#[derive(Debug)]
+pub struct Cluster {
+    id: String,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    jobs: JoinHandle<()>,
+    shared: Arc<SharedDebug>,
+}
+
+/// `Shared` behind a `Debug` so `Cluster` can derive it.
+struct SharedDebug(Arc<Shared>);
+
+impl std::fmt::Debug for SharedDebug {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("id", &self.0.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cluster {
+    /// Starts the pusher, workers, monitor, lease keeper and heartbeat.
+    pub fn start(config: Config, broker: SharedBroker, store: Store, sandbox: Sandbox) -> Self {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let id = format!(
+            "{}/{}/{}/{}",
+            config.name,
+            host_name(),
+            std::process::id(),
+            &crate::package::new_task_id()[..6]
+        );
+        let codec = PackageCodec::new(&config.secret, &config.name, config.compress);
+        let shared = Arc::new(Shared {
+            config,
+            id: id.clone(),
+            broker,
+            store,
+            sandbox,
+            codec,
+            held: Mutex::default(),
+            room: Notify::new(),
+            done: AtomicU64::new(0),
+            stop: stop_rx,
+        });
+        let (job_tx, job_rx) = mpsc::unbounded_channel();
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let started_at = now_ms();
+        let tasks = vec![
+            tokio::spawn(pusher::run(shared.clone(), job_tx, done_tx.clone())),
+            tokio::spawn(monitor::run(shared.clone(), done_rx)),
+            tokio::spawn(lease::run(shared.clone())),
+            tokio::spawn(heartbeat(shared.clone(), started_at)),
+        ];
+        let jobs = tokio::spawn(jobs::run(shared.clone(), job_rx, done_tx));
+        Self {
+            id,
+            stop: stop_tx,
+            tasks,
+            jobs,
+            shared: Arc::new(SharedDebug(shared)),
+        }
+    }
+
+    /// This process's cluster id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Tasks finished since start.
+    pub fn done(&self) -> u64 {
+        self.shared.0.done.load(Ordering::Relaxed)
+    }
+
+    /// Tasks held right now.
+    pub fn in_flight(&self) -> usize {
+        self.shared.0.held().len()
+    }
+
+    /// Graceful stop: stop taking tasks, hand back the ones not started,
+    /// let running ones finish within `grace` (then hand them back too),
+    /// save and acknowledge what finished, and leave.
+    pub async fn stop(self, grace: Duration) {
+        let _ = self.stop.send(true);
+        self.shared.0.room.notify_waiters();
+        let mut jobs = self.jobs;
+        if tokio::time::timeout(grace, &mut jobs).await.is_err() {
+            tracing::warn!("tasks still running after the grace period; handing them back");
+            jobs.abort();
+            let _ = jobs.await;
+            let shared = &self.shared.0;
+            let left: Vec<AckId> = shared.held().drain().collect();
+            for ack in left {
+                if let Err(error) = shared.broker.release(shared.queue(), &ack).await {
+                    tracing::warn!(%error, "cannot hand a task back; its lease will expire");
+                }
+            }
+        }
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        let _ = self.shared.0.store.remove_cluster(&self.id).await;
+    }
+}
+
+async fn heartbeat(shared: Arc<Shared>, started_at: i64) {
+    let mut stop = shared.stop.clone();
+    loop {
+        if let Err(error) = shared
+            .store
+            .heartbeat(&shared.status(started_at, "running"))
+            .await
+        {
+            tracing::warn!(%error, "cannot record the heartbeat");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stopped(&mut stop) => return,
+        }
+    }
+}

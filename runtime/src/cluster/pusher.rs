@@ -1,0 +1,109 @@
+//! The pusher: takes packages from the broker in bulk while the cluster
+//! holds fewer than `queue_limit`, verifies and decodes them, and queues
+//! them for the workers. A package that fails to verify is recorded as
+//! rejected and failed in the broker, never run and never silently dropped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use wasq_brokers::Delivery;
+
+use super::Shared;
+use super::jobs::{Completion, Job};
+use crate::package::PackageError;
+use crate::store::{Rejected, now_ms};
+
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    jobs: mpsc::UnboundedSender<Job>,
+    done: mpsc::UnboundedSender<Completion>,
+) {
+    let config = &shared.config;
+    let mut stop = shared.stop.clone();
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        if shared.stopping() {
+            return;
+        }
+        let room = config.queue_limit().saturating_sub(shared.held().len());
+        if room == 0 {
+            tokio::select! {
+                _ = shared.room.notified() => {}
+                _ = super::stopped(&mut stop) => return,
+            }
+            continue;
+        }
+        let deliveries = match shared
+            .broker
+            .dequeue(shared.queue(), room.min(config.bulk), config.retry)
+            .await
+        {
+            Ok(deliveries) => {
+                backoff = Duration::from_millis(100);
+                deliveries
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot take tasks from the broker; retrying in {backoff:?}");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = super::stopped(&mut stop) => return,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        if deliveries.is_empty() {
+            tokio::select! {
+                _ = tokio::time::sleep(config.poll) => {}
+                _ = super::stopped(&mut stop) => return,
+            }
+            continue;
+        }
+        for delivery in deliveries {
+            shared.held().insert(delivery.ack_id.clone());
+            match shared.codec.decode(&delivery.payload) {
+                Err(error) => reject(&shared, delivery, error).await,
+                Ok(record) => {
+                    let job = Job {
+                        ack: delivery.ack_id,
+                        deliveries: delivery.deliveries,
+                        record,
+                    };
+                    if job.deliveries > config.max_attempts {
+                        let _ = done.send(Completion::abandoned(&shared, job));
+                    } else if let Err(unsent) = jobs.send(job) {
+                        super::jobs::hand_back(&shared, unsent.0).await;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Records a package that failed to verify or decode, then fails it in the
+/// broker. If the record cannot be written the package stays leased, so it
+/// comes back and is looked at again.
+async fn reject(shared: &Shared, delivery: Delivery, error: PackageError) {
+    tracing::error!(ack = %delivery.ack_id, %error, "refusing a task package");
+    let rejected = Rejected {
+        queue: shared.queue().to_owned(),
+        broker_id: delivery.ack_id.to_string(),
+        reason: error.to_string(),
+        size: delivery.payload.len() as u64,
+        at_ms: now_ms(),
+        cluster: shared.id.clone(),
+    };
+    match shared.store.record_rejected(&rejected).await {
+        Ok(()) => {
+            if let Err(error) = shared.broker.fail(shared.queue(), &delivery.ack_id).await {
+                tracing::warn!(%error, "cannot fail a refused package in the broker");
+            }
+            shared.held().remove(&delivery.ack_id);
+            shared.room.notify_one();
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot record a refused package; it will be looked at again")
+        }
+    }
+}

@@ -1,0 +1,332 @@
+//! Configuration: `wasq.toml`, overridden by `WASQ_*` environment variables,
+//! overridden by flags. Names follow Django Q2's `Q_CLUSTER` where the
+//! meaning is the same.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::units::{parse_duration, parse_size};
+
+/// Where an embedded setup keeps everything by default.
+pub const DEFAULT_DIR: &str = ".wasq";
+/// The secret used when none is configured. Fine for one machine; set your
+/// own before several machines share a broker.
+pub const DEFAULT_SECRET: &str = "wasq-default-secret-change-me";
+
+/// The settings of a cluster and of the commands that talk to it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Cluster name, also the salt of the package signing key: clusters
+    /// that share tasks must share it (and the secret). Default: `wasq`.
+    pub name: String,
+    /// A label for this process in `wasq info`. Default: the host name.
+    pub label: Option<String>,
+    /// Tasks run at once by one cluster (concurrency, not processes).
+    /// Default: 4 per CPU.
+    pub workers: usize,
+    /// Default wall-clock limit per task. Default: 30 s.
+    #[serde(deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// Lease: a task taken but not acknowledged within this time is handed
+    /// out again. Running tasks renew their lease, so this bounds how long
+    /// a crashed cluster's tasks wait, not how long a task may run.
+    /// Default: 60 s.
+    #[serde(deserialize_with = "duration")]
+    pub retry: Duration,
+    /// Deliveries of one task before it is recorded as failed without
+    /// running again (guards against tasks that crash their cluster, and
+    /// bounds retries when `ack_failures` is off). Default: 5.
+    pub max_attempts: u32,
+    /// Acknowledge failed tasks (default `true`). When `false`, a failed
+    /// task goes back to the queue until `max_attempts` deliveries.
+    pub ack_failures: bool,
+    /// zstd-compress large task packages. Default: `false`.
+    pub compress: bool,
+    /// Successful results kept (oldest dropped first); failures are always
+    /// kept. 0 keeps all, -1 keeps none. Default: 250.
+    pub save_limit: i64,
+    /// Tasks a cluster holds (running or waiting for a worker). Default:
+    /// 32 per worker.
+    pub queue_limit: Option<usize>,
+    /// Tasks taken from the broker per request. Default: 100.
+    pub bulk: usize,
+    /// Pause before asking an empty broker again. Default: 50 ms.
+    #[serde(deserialize_with = "duration")]
+    pub poll: Duration,
+    /// The secret packages are signed with.
+    pub secret: String,
+    /// Broker URL. Default: `sqlite://.wasq/wasq.db`.
+    pub broker: String,
+    /// Store URL (results, modules, cluster status). Default: the same
+    /// SQLite file as the broker.
+    pub store: String,
+    /// Default queue. Default: `default`.
+    pub queue: String,
+    /// Count fuel (engine-wide). Default: `true`.
+    pub fuel: bool,
+    /// Default fuel budget per task. Default: one trillion.
+    pub max_fuel: u64,
+    /// Default memory limit per task. Default: 128 MiB.
+    #[serde(deserialize_with = "size")]
+    pub memory: u64,
+    /// Compiled-module cache. Default: `.wasq/modules`.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let db = format!("sqlite://{DEFAULT_DIR}/wasq.db");
+        Self {
+            name: "wasq".into(),
+            label: None,
+            workers: cpus * 4,
+            timeout: Duration::from_secs(30),
+            retry: Duration::from_secs(60),
+            max_attempts: 5,
+            ack_failures: true,
+            compress: false,
+            save_limit: 250,
+            queue_limit: None,
+            bulk: 100,
+            poll: Duration::from_millis(50),
+            secret: DEFAULT_SECRET.into(),
+            broker: db.clone(),
+            store: db,
+            queue: "default".into(),
+            fuel: true,
+            max_fuel: 1_000_000_000_000,
+            memory: 128 << 20,
+            cache_dir: None,
+        }
+    }
+}
+
+/// A configuration that could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file or a variable has a bad value.
+    #[error("bad configuration in {origin}: {message}")]
+    Invalid {
+        /// The file or variable.
+        origin: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+const KEYS: [&str; 20] = [
+    "name",
+    "label",
+    "workers",
+    "timeout",
+    "retry",
+    "max_attempts",
+    "ack_failures",
+    "compress",
+    "save_limit",
+    "queue_limit",
+    "bulk",
+    "poll",
+    "secret",
+    "broker",
+    "store",
+    "queue",
+    "fuel",
+    "max_fuel",
+    "memory",
+    "cache_dir",
+];
+
+impl Config {
+    /// Reads `file` (if given; else `./wasq.toml` if present), then the
+    /// `WASQ_*` variables of `env`.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let default_file = Path::new("wasq.toml");
+        let (path, origin) = match file {
+            Some(path) => (Some(path), path.display().to_string()),
+            None if default_file.exists() => (Some(default_file), "wasq.toml".to_owned()),
+            None => (None, "defaults".to_owned()),
+        };
+        let mut table = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                toml::from_str::<toml::Table>(&text).map_err(|e| ConfigError::Invalid {
+                    origin: origin.clone(),
+                    message: e.to_string().replace('\n', " "),
+                })?
+            }
+            None => toml::Table::new(),
+        };
+        let mut origin = origin;
+        for (var, value) in env {
+            let Some(key) = var.strip_prefix("WASQ_").map(str::to_ascii_lowercase) else {
+                continue;
+            };
+            if !KEYS.contains(&key.as_str()) {
+                continue;
+            }
+            // `WASQ_WORKERS=8` is a number, `WASQ_NAME=prod` a string.
+            let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .unwrap_or(toml::Value::String(value));
+            table.insert(key, parsed);
+            origin = format!("{origin} and WASQ_* variables");
+        }
+        let config: Config =
+            table
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Invalid {
+                    origin,
+                    message: e.to_string().replace('\n', " "),
+                })?;
+        config.validate()
+    }
+
+    fn validate(self) -> Result<Self, ConfigError> {
+        let bad = |message: &str| ConfigError::Invalid {
+            origin: "configuration".into(),
+            message: message.into(),
+        };
+        if self.workers == 0 {
+            return Err(bad("workers must be at least 1"));
+        }
+        if self.bulk == 0 {
+            return Err(bad("bulk must be at least 1"));
+        }
+        if self.max_attempts == 0 {
+            return Err(bad("max_attempts must be at least 1"));
+        }
+        if self.retry < Duration::from_millis(100) {
+            return Err(bad("retry (the lease) must be at least 100ms"));
+        }
+        if self.secret.is_empty() {
+            return Err(bad("secret must not be empty"));
+        }
+        Ok(self)
+    }
+
+    /// Tasks a cluster holds at once.
+    pub fn queue_limit(&self) -> usize {
+        self.queue_limit.unwrap_or(self.workers * 32).max(1)
+    }
+
+    /// Sandbox settings for a cluster with this configuration.
+    pub fn sandbox_config(&self) -> crate::SandboxConfig {
+        let defaults = crate::SandboxConfig::default();
+        crate::SandboxConfig {
+            fuel: self.fuel,
+            slots: defaults
+                .slots
+                .max(u32::try_from(self.workers).unwrap_or(u32::MAX)),
+            cache_dir: Some(self.cache_dir()),
+            ..defaults
+        }
+    }
+
+    /// The compiled-module cache directory.
+    pub fn cache_dir(&self) -> PathBuf {
+        self.cache_dir
+            .clone()
+            .unwrap_or_else(|| Path::new(DEFAULT_DIR).join("modules"))
+    }
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Seconds(u64),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Seconds(s) => Ok(Duration::from_secs(s)),
+        Raw::Text(t) => parse_duration(&t).map_err(serde::de::Error::custom),
+    }
+}
+
+fn size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Bytes(u64),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Bytes(b) => Ok(b),
+        Raw::Text(t) => parse_size(&t).map_err(serde::de::Error::custom),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_embedded_sqlite() {
+        let c = Config::load(None, env(&[])).unwrap();
+        assert_eq!(c.broker, "sqlite://.wasq/wasq.db");
+        assert_eq!(c.store, c.broker);
+        assert_eq!(c.queue_limit(), c.workers * 32);
+    }
+
+    #[test]
+    fn file_then_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wasq.toml");
+        std::fs::write(
+            &path,
+            "workers = 3\ntimeout = \"2s\"\nmemory = \"32MiB\"\nname = \"file\"\n",
+        )
+        .unwrap();
+        let c = Config::load(
+            Some(&path),
+            env(&[("WASQ_NAME", "env"), ("WASQ_RETRY", "90"), ("HOME", "/x")]),
+        )
+        .unwrap();
+        assert_eq!(c.workers, 3);
+        assert_eq!(c.timeout, Duration::from_secs(2));
+        assert_eq!(c.memory, 32 << 20);
+        assert_eq!(c.name, "env");
+        assert_eq!(c.retry, Duration::from_secs(90));
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let err = Config::load(None, env(&[("WASQ_WORKERS", "many")])).unwrap_err();
+        assert!(err.to_string().contains("workers"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wasq.toml");
+        std::fs::write(&path, "wokers = 3\n").unwrap();
+        let err = Config::load(Some(&path), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("wokers"), "{err}");
+        let err = Config::load(None, env(&[("WASQ_WORKERS", "0")])).unwrap_err();
+        assert!(err.to_string().contains("at least 1"), "{err}");
+    }
+}

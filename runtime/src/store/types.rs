@@ -1,0 +1,245 @@
+//! The records the store keeps, and their JSON shapes.
+
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use super::{StoreError, parse_digest};
+use crate::{Digest, OutcomeKind};
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A module in the registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleInfo {
+    /// Content address.
+    pub digest: Digest,
+    /// Names pointing at it.
+    pub names: Vec<String>,
+    /// Size in bytes.
+    pub size: u64,
+    /// First upload, ms since the epoch.
+    pub uploaded_at_ms: i64,
+}
+
+/// The stored result of one task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskResult {
+    /// Task id.
+    pub id: String,
+    /// Module digest.
+    pub module: Digest,
+    /// Module name.
+    pub module_name: String,
+    /// Task name.
+    pub task: String,
+    /// The task's input JSON.
+    pub input: String,
+    /// Queue.
+    pub queue: String,
+    /// Group.
+    pub group: Option<String>,
+    /// An [`OutcomeKind`] name, or `abandoned` for a task given up after
+    /// `max_attempts` deliveries without a result.
+    pub outcome: String,
+    /// Whether it succeeded.
+    pub success: bool,
+    /// stdout of a successful task.
+    pub result: Option<Vec<u8>>,
+    /// The task's log.
+    pub stderr: String,
+    /// One-line error for failures with details (trap, invalid module…).
+    pub error: Option<String>,
+    /// Fuel burnt (None with fuel off).
+    pub fuel: Option<u64>,
+    /// CPU time, µs.
+    pub cpu_us: u64,
+    /// Wall time, µs.
+    pub wall_us: u64,
+    /// Peak linear memory, bytes.
+    pub memory_peak: u64,
+    /// Deliveries it took.
+    pub attempts: u32,
+    /// Enqueued, ms since the epoch.
+    pub enqueued_at_ms: i64,
+    /// Started, ms since the epoch.
+    pub started_at_ms: i64,
+    /// Finished, ms since the epoch.
+    pub stopped_at_ms: i64,
+    /// The cluster that ran it.
+    pub cluster: String,
+}
+
+impl TaskResult {
+    pub(crate) fn from_row(row: &SqliteRow) -> Result<Self, StoreError> {
+        let opt_u64 = |v: Option<i64>| v.map(|v| v as u64);
+        Ok(Self {
+            id: row.try_get("id")?,
+            module: parse_digest(&row.try_get::<String, _>("module")?)?,
+            module_name: row.try_get("module_name")?,
+            task: row.try_get("task")?,
+            input: row.try_get("input")?,
+            queue: row.try_get("queue")?,
+            group: row.try_get("grp")?,
+            outcome: row.try_get("outcome")?,
+            success: row.try_get("success")?,
+            result: row.try_get("result")?,
+            stderr: row.try_get("stderr")?,
+            error: row.try_get("error")?,
+            fuel: opt_u64(row.try_get("fuel")?),
+            cpu_us: row.try_get::<i64, _>("cpu_us")? as u64,
+            wall_us: row.try_get::<i64, _>("wall_us")? as u64,
+            memory_peak: row.try_get::<i64, _>("memory_peak")? as u64,
+            attempts: row.try_get::<i64, _>("attempts")? as u32,
+            enqueued_at_ms: row.try_get("enqueued_at")?,
+            started_at_ms: row.try_get("started_at")?,
+            stopped_at_ms: row.try_get("stopped_at")?,
+            cluster: row.try_get("cluster")?,
+        })
+    }
+
+    /// The outcome as a kind, when it is one (not `abandoned`).
+    pub fn outcome_kind(&self) -> Option<OutcomeKind> {
+        OutcomeKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == self.outcome)
+    }
+
+    /// The exit code `wasq` commands use for this result (as `wasq run`;
+    /// 1 for `abandoned`).
+    pub fn exit_code(&self) -> u8 {
+        self.outcome_kind().map_or(1, OutcomeKind::exit_code)
+    }
+
+    /// The result value: stdout as JSON when it is JSON, else a string;
+    /// `null` for failures.
+    pub fn result_json(&self) -> serde_json::Value {
+        match (&self.result, self.success) {
+            (Some(bytes), true) => serde_json::from_slice(bytes).unwrap_or_else(|_| {
+                serde_json::Value::String(String::from_utf8_lossy(bytes).into_owned())
+            }),
+            _ => serde_json::Value::Null,
+        }
+    }
+
+    /// The report scripts read: the fields of `wasq run --json` plus the
+    /// task's identity and times.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.id,
+            "outcome": self.outcome,
+            "result": self.result_json(),
+            "stderr": self.stderr,
+            "error": self.error,
+            "cpu_us": self.cpu_us,
+            "duration_us": self.wall_us,
+            "memory_peak_bytes": self.memory_peak,
+            "fuel_consumed": self.fuel,
+            "module": self.module_name,
+            "digest": self.module.to_string(),
+            "task": self.task,
+            "queue": self.queue,
+            "group": self.group,
+            "attempts": self.attempts,
+            "enqueued_at_ms": self.enqueued_at_ms,
+            "started_at_ms": self.started_at_ms,
+            "stopped_at_ms": self.stopped_at_ms,
+            "cluster": self.cluster,
+        })
+    }
+}
+
+/// Stored results per outcome.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutcomeCounts {
+    /// `(outcome, count)`, by outcome name.
+    pub by_outcome: Vec<(String, u64)>,
+    /// Packages refused before running.
+    pub rejected: u64,
+}
+
+impl OutcomeCounts {
+    /// Successful results.
+    pub fn successes(&self) -> u64 {
+        self.by_outcome
+            .iter()
+            .filter(|(o, _)| o == "success")
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// Failed results.
+    pub fn failures(&self) -> u64 {
+        self.by_outcome
+            .iter()
+            .filter(|(o, _)| o != "success")
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
+/// A package refused before running.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    /// Queue it came from.
+    pub queue: String,
+    /// The broker's id of the message.
+    pub broker_id: String,
+    /// Why (bad signature, undecodable…).
+    pub reason: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// When, ms since the epoch.
+    pub at_ms: i64,
+    /// The cluster that refused it.
+    pub cluster: String,
+}
+
+/// What a running cluster reports about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterStatus {
+    /// Unique id of this process: `name/host/pid/random`.
+    pub id: String,
+    /// Cluster name.
+    pub name: String,
+    /// Label.
+    pub label: String,
+    /// Host name.
+    pub host: String,
+    /// Process id.
+    pub pid: u32,
+    /// Worker concurrency.
+    pub workers: usize,
+    /// Start, ms since the epoch.
+    pub started_at_ms: i64,
+    /// Last heartbeat, ms since the epoch.
+    pub heartbeat_at_ms: i64,
+    /// Tasks held (running or waiting for a worker).
+    pub in_flight: u64,
+    /// Tasks finished since start.
+    pub done: u64,
+    /// `running` or `stopping`.
+    pub status: String,
+}
+
+impl ClusterStatus {
+    pub(crate) fn from_row(row: &SqliteRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: row.try_get("id")?,
+            name: row.try_get("name")?,
+            label: row.try_get("label")?,
+            host: row.try_get("host")?,
+            pid: row.try_get::<i64, _>("pid")? as u32,
+            workers: row.try_get::<i64, _>("workers")? as usize,
+            started_at_ms: row.try_get("started_at")?,
+            heartbeat_at_ms: row.try_get("heartbeat_at")?,
+            in_flight: row.try_get::<i64, _>("in_flight")? as u64,
+            done: row.try_get::<i64, _>("done")? as u64,
+            status: row.try_get("status")?,
+        })
+    }
+}
