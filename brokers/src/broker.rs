@@ -24,9 +24,11 @@ pub type SharedBroker = Arc<dyn DynBroker>;
 /// then on the old ack id holds nothing: acknowledge, fail, renew and
 /// release with it answer `false` and change nothing.
 ///
-/// A lease that ran out keeps its ack id valid until the message is
-/// delivered again: an acknowledge just after expiry still succeeds if
-/// nobody took the message meanwhile.
+/// Between the end of a lease and the next delivery the message counts as
+/// visible; whether the old ack id still holds it then is up to the broker
+/// (the memory and SQLite brokers say yes: an acknowledge just after expiry
+/// succeeds if nobody took the message meanwhile). Callers should renew in
+/// time rather than rely on either.
 pub trait Broker: Send + Sync + 'static {
     /// Appends a message to `queue` (created on first use).
     fn enqueue(

@@ -157,8 +157,9 @@ async fn a_killed_cluster_loses_nothing_and_duplicates_nothing() {
         .map(|_| TaskRequest::new("basics", "sleep").args(json!([20])))
         .collect();
     let ids = client.enqueue_many(&requests).await.unwrap();
-    // A short lease, so the killed cluster's tasks come back quickly.
-    let env = [("WASQ_RETRY", "\"1s\"")];
+    // A short lease, so the killed cluster's tasks come back quickly; keep
+    // every result (the default keeps the last 250 successes).
+    let env = [("WASQ_RETRY", "\"1s\""), ("WASQ_SAVE_LIMIT", "0")];
     let mut first = ClusterProcess::start(dir.path(), &["--workers", "16"], &env);
     let store = client.store().clone();
     eventually(Duration::from_secs(60), "the first results", || {

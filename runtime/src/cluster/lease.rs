@@ -20,8 +20,11 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         for chunk in held.chunks(500) {
             match shared.broker.renew(shared.queue(), chunk, lease).await {
                 Ok(still) => {
-                    for (ack, held) in chunk.iter().zip(still) {
-                        if !held {
+                    // A task acknowledged since the snapshot is gone from
+                    // the broker too: only one still held was really lost.
+                    let held_now = shared.held();
+                    for (ack, renewed) in chunk.iter().zip(still) {
+                        if !renewed && held_now.contains(ack) {
                             tracing::warn!(%ack, "lost the lease of a running task");
                         }
                     }
