@@ -169,6 +169,16 @@ impl Client {
         request: &TaskRequest,
     ) -> Result<(String, String, Vec<u8>), ClientError> {
         let (digest, module_name) = self.resolve(&request.module).await?;
+        self.package_resolved(request, digest, module_name)
+    }
+
+    /// Makes the signed package of a request whose module is resolved.
+    fn package_resolved(
+        &self,
+        request: &TaskRequest,
+        digest: Digest,
+        module_name: String,
+    ) -> Result<(String, String, Vec<u8>), ClientError> {
         let call = TaskCall::new(&module_name, &request.task, &request.args, &request.kwargs)?;
         let queue = request
             .queue
@@ -202,16 +212,17 @@ impl Client {
     pub async fn enqueue_many(&self, requests: &[TaskRequest]) -> Result<Vec<String>, ClientError> {
         let mut ids = Vec::with_capacity(requests.len());
         let mut batches: std::collections::BTreeMap<String, Vec<Vec<u8>>> = Default::default();
-        let mut resolved: std::collections::HashMap<String, String> = Default::default();
+        let mut resolved: std::collections::HashMap<String, (Digest, String)> = Default::default();
         for request in requests {
-            let mut request = request.clone();
-            if let Some(digest) = resolved.get(&request.module) {
-                request.module = digest.clone();
-            } else {
-                let (digest, _) = self.resolve(&request.module).await?;
-                resolved.insert(request.module.clone(), digest.to_string());
-            }
-            let (id, queue, bytes) = self.package(&request).await?;
+            let (digest, name) = match resolved.get(&request.module) {
+                Some(found) => found.clone(),
+                None => {
+                    let found = self.resolve(&request.module).await?;
+                    resolved.insert(request.module.clone(), found.clone());
+                    found
+                }
+            };
+            let (id, queue, bytes) = self.package_resolved(request, digest, name)?;
             ids.push(id);
             batches.entry(queue).or_default().push(bytes);
         }

@@ -27,6 +27,10 @@ pub(crate) struct DemoArgs {
     /// Cluster workers [default: 4 per CPU].
     #[arg(long)]
     workers: Option<usize>,
+    /// Enqueue only no-op tasks: measures the queue's own overhead end to
+    /// end (the BENCHMARKS.md figure).
+    #[arg(long, conflicts_with = "tour")]
+    noop: bool,
     /// Instead, run each example task once through the sandbox and print a
     /// table of outcomes, fuel and time.
     #[arg(long)]
@@ -104,7 +108,7 @@ pub(crate) async fn demo(args: DemoArgs) -> Result<ExitCode, CliError> {
     if args.tour {
         tour(&args).await
     } else {
-        crate::demo_queue::run(&args.wasm_dir, args.tasks, args.workers).await
+        crate::demo_queue::run(&args.wasm_dir, args.tasks, args.workers, args.noop).await
     }
 }
 

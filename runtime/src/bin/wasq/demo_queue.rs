@@ -50,6 +50,7 @@ pub(crate) async fn run(
     wasm_dir: &Path,
     tasks: usize,
     workers: Option<usize>,
+    noop: bool,
 ) -> Result<ExitCode, CliError> {
     let dir = tempfile::tempdir()
         .context("cannot make a temporary directory")
@@ -99,7 +100,11 @@ pub(crate) async fn run(
     let cluster = Cluster::start(config, broker, store.clone(), sandbox);
 
     let started = Instant::now();
-    let requests: Vec<TaskRequest> = (0..tasks).map(request).collect();
+    let requests: Vec<TaskRequest> = if noop {
+        vec![TaskRequest::new("basics", "noop"); tasks]
+    } else {
+        (0..tasks).map(request).collect()
+    };
     for chunk in requests.chunks(1000) {
         client.enqueue_many(chunk).await?;
     }
