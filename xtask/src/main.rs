@@ -25,12 +25,21 @@ commands:
   test    build everything and run every check and test (what CI runs)
   bench   build everything and run the benchmarks (see BENCHMARKS.md)";
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     let root = workspace_root()?;
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(command) = args.first() else {
-        eprintln!("{USAGE}");
-        std::process::exit(2);
+        bail!("no command given\n\n{USAGE}");
     };
     let rest = &args[1..];
     match command.as_str() {

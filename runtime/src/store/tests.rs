@@ -71,7 +71,10 @@ async fn first_result_wins() {
     let mut late = result("t1", false, 20);
     late.cluster = "other".into();
     assert_eq!(
-        store.save_results(std::slice::from_ref(&first), 0).await.unwrap(),
+        store
+            .save_results(std::slice::from_ref(&first), 0)
+            .await
+            .unwrap(),
         [true]
     );
     assert_eq!(store.save_results(&[late], 0).await.unwrap(), [false]);
