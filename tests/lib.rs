@@ -27,7 +27,9 @@ pub fn wasm(name: &str) -> PathBuf {
 /// (`target/<profile>/wasq`).
 pub fn wasq_bin() -> PathBuf {
     if let Some(bin) = std::env::var_os("WASQ_BIN") {
-        return PathBuf::from(bin);
+        // Absolute, so it still resolves from a test's working directory.
+        let bin = PathBuf::from(bin);
+        return std::fs::canonicalize(&bin).unwrap_or(bin);
     }
     let exe = std::env::current_exe().unwrap_or_default();
     // target/<profile>/deps/all-<hash> → target/<profile>/wasq

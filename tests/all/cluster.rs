@@ -245,13 +245,14 @@ async fn tampered_and_foreign_packages_are_refused_and_recorded() {
 async fn a_task_longer_than_three_leases_runs_once() {
     let dir = setup();
     let client = client(dir.path(), None).await;
-    let env = [("WASQ_RETRY", "\"1s\""), ("WASQ_TIMEOUT", "\"30s\"")];
+    // A 2 s lease renewed every ~0.7 s: room for a loaded CI machine.
+    let env = [("WASQ_RETRY", "\"2s\""), ("WASQ_TIMEOUT", "\"30s\"")];
     // Two clusters compete: without lease renewal the second would take the
     // task while the first still runs it.
     let _a = ClusterProcess::start(dir.path(), &[], &env);
     let _b = ClusterProcess::start(dir.path(), &[], &env);
     let id = client
-        .enqueue(&TaskRequest::new("basics", "sleep").args(json!([3500])))
+        .enqueue(&TaskRequest::new("basics", "sleep").args(json!([7000])))
         .await
         .unwrap();
     let result = client
@@ -262,7 +263,7 @@ async fn a_task_longer_than_three_leases_runs_once() {
     assert!(result.success, "{result:?}");
     assert_eq!(result.attempts, 1, "delivered once");
     // Give a duplicate delivery time to show up, then check nothing ran twice.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     let info = wasq_in(dir.path(), &["info", "--json"]).json();
     let done: u64 = info["clusters"]
         .as_array()

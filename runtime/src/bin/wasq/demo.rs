@@ -120,15 +120,7 @@ async fn tour(args: &DemoArgs) -> Result<ExitCode, CliError> {
     );
     let mut surprises = 0;
     for case in cases() {
-        let path = args.wasm_dir.join(format!("{}.wasm", case.module));
-        let bytes = std::fs::read(&path)
-            .with_context(|| {
-                format!(
-                    "cannot read {}; build the examples with `cargo xtask build`",
-                    path.display()
-                )
-            })
-            .map_err(CliError::usage)?;
+        let bytes = read_example(&args.wasm_dir, case.module)?;
         let module = sandbox.load(&bytes).await?;
         let call = TaskCall::new(case.module, case.task, &case.args, &json!({}))?;
         let execution = sandbox.run(&module, &call, &case.limits).await;
@@ -170,6 +162,19 @@ async fn tour(args: &DemoArgs) -> Result<ExitCode, CliError> {
         )));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Reads an example module built by `cargo xtask build`.
+pub(crate) fn read_example(wasm_dir: &std::path::Path, name: &str) -> Result<Vec<u8>, CliError> {
+    let path = wasm_dir.join(format!("{name}.wasm"));
+    std::fs::read(&path)
+        .with_context(|| {
+            format!(
+                "cannot read {}; build the examples with `cargo xtask build`",
+                path.display()
+            )
+        })
+        .map_err(CliError::usage)
 }
 
 fn truncate(s: &str, max: usize) -> String {

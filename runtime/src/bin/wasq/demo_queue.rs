@@ -74,28 +74,20 @@ pub(crate) async fn run(
     );
 
     let client = Client::connect(&config).await?;
+    let mut modules = Vec::new();
     for name in ["basics", "markdown"] {
-        let path = wasm_dir.join(format!("{name}.wasm"));
-        let bytes = std::fs::read(&path)
-            .with_context(|| {
-                format!(
-                    "cannot read {}; build the examples with `cargo xtask build`",
-                    path.display()
-                )
-            })
-            .map_err(CliError::usage)?;
+        let bytes = crate::demo::read_example(wasm_dir, name)?;
         let info = client.upload(&bytes, Some(name)).await?;
         println!("uploaded {name:<9} sha256:{}", info.digest.short());
+        modules.push(bytes);
     }
 
     let broker = client.broker().clone();
     let store: Store = client.store().clone();
     let sandbox = Sandbox::new(config.sandbox_config())?;
     // Compile the modules before the clock starts, as a warm cluster would have them.
-    for name in ["basics", "markdown"] {
-        let bytes =
-            std::fs::read(wasm_dir.join(format!("{name}.wasm"))).map_err(CliError::other)?;
-        sandbox.load(&bytes).await?;
+    for bytes in &modules {
+        sandbox.load(bytes).await?;
     }
     let cluster = Cluster::start(config, broker, store.clone(), sandbox);
 
