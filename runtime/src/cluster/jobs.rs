@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
+use tracing::Instrument as _;
 use wasq_brokers::AckId;
 
 use super::Shared;
@@ -129,9 +130,11 @@ async fn execute(
             };
             let limits = shared.limits(&job.record.limits);
             let span = tracing::debug_span!("task", id = %job.record.id, task = %job.record.task);
-            let _entered = span.enter();
-            drop(_entered);
-            shared.sandbox.run(&module, &call, &limits).await
+            shared
+                .sandbox
+                .run(&module, &call, &limits)
+                .instrument(span)
+                .await
         }
         Err(ModuleError::Final(message)) => Execution::invalid_module(message),
         Err(ModuleError::Transient(error)) => {
