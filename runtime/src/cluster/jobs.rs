@@ -22,15 +22,21 @@ pub(crate) struct Job {
     pub(crate) record: TaskRecord,
 }
 
-/// A job that ended (or was given up).
+/// A job that ended (or was given up): its delivery and its result.
 #[derive(Debug)]
 pub(crate) struct Completion {
-    pub(crate) job: Job,
+    pub(crate) ack: AckId,
+    pub(crate) deliveries: u32,
     pub(crate) result: TaskResult,
 }
 
 impl Completion {
     fn new(shared: &Shared, job: Job, execution: &Execution, started_at_ms: i64) -> Self {
+        let Job {
+            ack,
+            deliveries,
+            record,
+        } = job;
         let outcome = &execution.outcome;
         let error = match outcome {
             crate::Outcome::Trap { message } | crate::Outcome::InvalidModule { message } => {
@@ -39,13 +45,13 @@ impl Completion {
             _ => None,
         };
         let result = TaskResult {
-            id: job.record.id.clone(),
-            module: job.record.module,
-            module_name: job.record.module_name.clone(),
-            task: job.record.task.clone(),
-            input: job.record.input.clone(),
-            queue: job.record.queue.clone(),
-            group: job.record.group.clone(),
+            id: record.id,
+            module: record.module,
+            module_name: record.module_name,
+            task: record.task,
+            input: record.input,
+            queue: record.queue,
+            group: record.group,
             outcome: outcome.kind().as_str().into(),
             success: outcome.is_success(),
             result: outcome.is_success().then(|| execution.stdout.clone()),
@@ -55,13 +61,17 @@ impl Completion {
             cpu_us: execution.usage.cpu.as_micros() as u64,
             wall_us: execution.usage.wall.as_micros() as u64,
             memory_peak: execution.usage.memory_peak,
-            attempts: job.deliveries,
-            enqueued_at_ms: job.record.enqueued_at_ms as i64,
+            attempts: deliveries,
+            enqueued_at_ms: record.enqueued_at_ms as i64,
             started_at_ms,
             stopped_at_ms: now_ms(),
             cluster: shared.id.clone(),
         };
-        Self { job, result }
+        Self {
+            ack,
+            deliveries,
+            result,
+        }
     }
 
     /// A task delivered more than `max_attempts` times (it kept crashing
@@ -80,10 +90,6 @@ impl Completion {
         completion.result.outcome = "abandoned".into();
         completion.result.error = Some(message);
         completion
-    }
-
-    pub(crate) fn success(&self) -> bool {
-        self.result.success
     }
 }
 
@@ -139,19 +145,19 @@ async fn execute(
         Err(ModuleError::Final(message)) => Execution::invalid_module(message),
         Err(ModuleError::Transient(error)) => {
             tracing::warn!(%error, "store unreachable; handing the task back");
-            hand_back(&shared, job).await;
+            hand_back(&shared, &job.ack).await;
             return;
         }
     };
     let _ = done.send(Completion::new(&shared, job, &execution, started_at));
 }
 
-/// Returns a job to the broker for someone else (or later).
-pub(crate) async fn hand_back(shared: &Shared, job: Job) {
-    if let Err(error) = shared.broker.release(shared.queue(), &job.ack).await {
+/// Returns a held task to the broker for someone else (or later).
+pub(crate) async fn hand_back(shared: &Shared, ack: &AckId) {
+    if let Err(error) = shared.broker.release(shared.queue(), ack).await {
         tracing::warn!(%error, "cannot hand a task back; its lease will expire");
     }
-    shared.held().remove(&job.ack);
+    shared.held().remove(ack);
     shared.room.notify_one();
 }
 
@@ -174,7 +180,7 @@ pub(crate) async fn run(
                 let permit = tokio::select! {
                     permit = permits.clone().acquire_owned() => permit,
                     _ = super::stopped(&mut stop_waiting) => {
-                        hand_back(&shared, job).await;
+                        hand_back(&shared, &job.ack).await;
                         break;
                     }
                 };
@@ -187,7 +193,7 @@ pub(crate) async fn run(
     // (the sentinel aborts them after its grace period).
     jobs.close();
     while let Ok(job) = jobs.try_recv() {
-        hand_back(&shared, job).await;
+        hand_back(&shared, &job.ack).await;
     }
     while running.join_next().await.is_some() {}
 }

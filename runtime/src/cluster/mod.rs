@@ -106,22 +106,19 @@ pub fn host_name() -> String {
 }
 
 /// A running cluster.
-#[derive(Debug)]
 pub struct Cluster {
     id: String,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     jobs: JoinHandle<()>,
-    shared: Arc<SharedDebug>,
+    shared: Arc<Shared>,
 }
 
-/// `Shared` behind a `Debug` so `Cluster` can derive it.
-struct SharedDebug(Arc<Shared>);
-
-impl std::fmt::Debug for SharedDebug {
+impl std::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Cluster")
-            .field("id", &self.0.id)
+            .field("id", &self.id)
+            .field("in_flight", &self.in_flight())
             .finish_non_exhaustive()
     }
 }
@@ -165,7 +162,7 @@ impl Cluster {
             stop: stop_tx,
             tasks,
             jobs,
-            shared: Arc::new(SharedDebug(shared)),
+            shared,
         }
     }
 
@@ -176,12 +173,12 @@ impl Cluster {
 
     /// Tasks finished since start.
     pub fn done(&self) -> u64 {
-        self.shared.0.done.load(Ordering::Relaxed)
+        self.shared.done.load(Ordering::Relaxed)
     }
 
     /// Tasks held right now.
     pub fn in_flight(&self) -> usize {
-        self.shared.0.held().len()
+        self.shared.held().len()
     }
 
     /// Graceful stop: stop taking tasks, hand back the ones not started,
@@ -189,13 +186,13 @@ impl Cluster {
     /// save and acknowledge what finished, and leave.
     pub async fn stop(self, grace: Duration) {
         let _ = self.stop.send(true);
-        self.shared.0.room.notify_waiters();
+        self.shared.room.notify_waiters();
         let mut jobs = self.jobs;
         if tokio::time::timeout(grace, &mut jobs).await.is_err() {
             tracing::warn!("tasks still running after the grace period; handing them back");
             jobs.abort();
             let _ = jobs.await;
-            let shared = &self.shared.0;
+            let shared = &self.shared;
             let left: Vec<AckId> = shared.held().drain().collect();
             for ack in left {
                 if let Err(error) = shared.broker.release(shared.queue(), &ack).await {
@@ -206,7 +203,7 @@ impl Cluster {
         for task in self.tasks {
             let _ = task.await;
         }
-        let _ = self.shared.0.store.remove_cluster(&self.id).await;
+        let _ = self.shared.store.remove_cluster(&self.id).await;
     }
 }
 

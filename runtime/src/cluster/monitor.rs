@@ -31,18 +31,18 @@ pub(crate) async fn run(shared: Arc<Shared>, mut done: mpsc::UnboundedReceiver<C
 async fn flush(shared: &Shared, batch: Vec<Completion>) {
     let config = &shared.config;
     let (finished, again): (Vec<_>, Vec<_>) = batch.into_iter().partition(|c| {
-        c.success()
+        c.result.success
             || config.ack_failures
-            || c.job.deliveries >= config.max_attempts
+            || c.deliveries >= config.max_attempts
             || c.result.outcome == "abandoned"
     });
     for completion in again {
-        hand_back(shared, completion.job).await;
+        hand_back(shared, &completion.ack).await;
     }
     if finished.is_empty() {
         return;
     }
-    let results: Vec<_> = finished.iter().map(|c| c.result.clone()).collect();
+    let (acks, results): (Vec<_>, Vec<_>) = finished.into_iter().map(|c| (c.ack, c.result)).unzip();
     // Save before acknowledging: a crash in between redelivers the tasks,
     // and the store keeps their first result.
     let mut delay = Duration::from_millis(100);
@@ -52,8 +52,8 @@ async fn flush(shared: &Shared, batch: Vec<Completion>) {
             Err(error) if shared.stopping() && delay > Duration::from_secs(2) => {
                 tracing::error!(%error, "cannot save results while stopping; their tasks will be redelivered");
                 let mut held = shared.held();
-                for c in &finished {
-                    held.remove(&c.job.ack);
+                for ack in &acks {
+                    held.remove(ack);
                 }
                 return;
             }
@@ -64,12 +64,11 @@ async fn flush(shared: &Shared, batch: Vec<Completion>) {
             }
         }
     }
-    let acks: Vec<_> = finished.iter().map(|c| c.job.ack.clone()).collect();
     match shared.broker.acknowledge(shared.queue(), &acks).await {
         Ok(held) => {
-            for (c, still_held) in finished.iter().zip(held) {
+            for (result, still_held) in results.iter().zip(held) {
                 if !still_held {
-                    tracing::warn!(id = %c.result.id, "lease was lost before the acknowledgement; the first result stands");
+                    tracing::warn!(id = %result.id, "lease was lost before the acknowledgement; the first result stands");
                 }
             }
         }

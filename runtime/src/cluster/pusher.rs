@@ -73,7 +73,7 @@ pub(crate) async fn run(
                     if job.deliveries > config.max_attempts {
                         let _ = done.send(Completion::abandoned(&shared, job));
                     } else if let Err(unsent) = jobs.send(job) {
-                        super::jobs::hand_back(&shared, unsent.0).await;
+                        super::jobs::hand_back(&shared, &unsent.0.ack).await;
                     }
                 }
             }
