@@ -17,6 +17,16 @@ pub enum OutputStream {
     Stderr,
 }
 
+impl OutputStream {
+    /// `stdout` or `stderr`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stdout => "stdout",
+            Self::Stderr => "stderr",
+        }
+    }
+}
+
 /// How a task ended. Closed: every execution ends in exactly one of these.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
@@ -218,13 +228,9 @@ impl Execution {
                 None
             }
             Outcome::Trap { message } | Outcome::InvalidModule { message } => Some(message.clone()),
-            Outcome::OutputLimit { stream } => Some(format!(
-                "{} is over its limit",
-                match stream {
-                    OutputStream::Stdout => "stdout",
-                    OutputStream::Stderr => "stderr",
-                }
-            )),
+            Outcome::OutputLimit { stream } => {
+                Some(format!("{} is over its limit", stream.as_str()))
+            }
             _ => None,
         };
         if let Some(detail) = detail {

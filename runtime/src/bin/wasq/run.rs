@@ -93,27 +93,25 @@ pub(crate) fn default_cache_dir() -> Option<PathBuf> {
     Some(base.join("wasq").join("modules"))
 }
 
-/// Parses `--args` and `--kwargs` into the task's input.
-fn task_call(module: &str, args: &RunArgs) -> Result<TaskCall, CliError> {
-    let positional: serde_json::Value = serde_json::from_str(&args.args).map_err(|e| {
-        CliError::usage(anyhow::anyhow!(
-            "--args is not valid JSON ({e}): {}",
-            args.args
-        ))
-    })?;
+/// Parses `--args` (a JSON array) and `--kwargs` (a JSON object), naming
+/// the flag and showing the fix on a mistake.
+pub(crate) fn parse_task_args(
+    args: &str,
+    kwargs: &str,
+) -> Result<(serde_json::Value, serde_json::Value), CliError> {
+    let positional: serde_json::Value = serde_json::from_str(args)
+        .map_err(|e| CliError::usage(anyhow::anyhow!("--args is not valid JSON ({e}): {args}")))?;
     if !positional.is_array() {
         return Err(CliError::usage(anyhow::anyhow!(
-            "--args must be a JSON array of positional arguments, e.g. --args '[{}]'",
-            args.args
+            "--args must be a JSON array of positional arguments, e.g. --args '[{args}]'"
         )));
     }
-    let named: serde_json::Value = serde_json::from_str(&args.kwargs).map_err(|e| {
+    let named: serde_json::Value = serde_json::from_str(kwargs).map_err(|e| {
         CliError::usage(anyhow::anyhow!(
-            "--kwargs is not valid JSON ({e}): {}",
-            args.kwargs
+            "--kwargs is not valid JSON ({e}): {kwargs}"
         ))
     })?;
-    Ok(TaskCall::new(module, &args.task, &positional, &named)?)
+    Ok((positional, named))
 }
 
 pub(crate) async fn run(args: RunArgs) -> Result<ExitCode, CliError> {
@@ -121,7 +119,8 @@ pub(crate) async fn run(args: RunArgs) -> Result<ExitCode, CliError> {
         .file
         .file_stem()
         .map_or_else(|| "module".to_owned(), |s| s.to_string_lossy().into_owned());
-    let call = task_call(&module_name, &args)?;
+    let (positional, named) = parse_task_args(&args.args, &args.kwargs)?;
+    let call = TaskCall::new(&module_name, &args.task, &positional, &named)?;
     let bytes = std::fs::read(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))
         .map_err(CliError::usage)?;
@@ -199,10 +198,7 @@ fn print_human(execution: &Execution, args: &RunArgs, limits: &Limits) {
         ),
         Outcome::OutputLimit { stream } => format!(
             "task `{task}` wrote more to {} than its limit of {}",
-            match stream {
-                OutputStream::Stdout => "stdout",
-                OutputStream::Stderr => "stderr",
-            },
+            stream.as_str(),
             format_size(match stream {
                 OutputStream::Stdout => limits.stdout,
                 OutputStream::Stderr => limits.stderr,

@@ -62,17 +62,13 @@ pub(crate) struct EnqueueArgs {
     json: bool,
 }
 
-fn json_arg(flag: &str, text: &str) -> Result<serde_json::Value, CliError> {
-    serde_json::from_str(text)
-        .map_err(|e| CliError::usage(anyhow::anyhow!("--{flag} is not valid JSON ({e}): {text}")))
-}
-
 pub(crate) async fn enqueue(args: EnqueueArgs) -> Result<ExitCode, CliError> {
+    let (positional, named) = crate::run::parse_task_args(&args.args, &args.kwargs)?;
     let request = TaskRequest {
         module: args.module.clone(),
         task: args.task.clone(),
-        args: json_arg("args", &args.args)?,
-        kwargs: json_arg("kwargs", &args.kwargs)?,
+        args: positional,
+        kwargs: named,
         queue: args.queue.clone(),
         group: args.group.clone(),
         limits: TaskLimits {
