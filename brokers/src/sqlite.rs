@@ -33,6 +33,13 @@ use crate::{AckId, Broker, BrokerError, BrokerInfo, Delivery};
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections per process. SQLite has one writer at a time anyway.
 const POOL_SIZE: u32 = 4;
+/// Setup attempts (100 ms apart) while another process initialises the file.
+const SETUP_RETRIES: u32 = 50;
+
+/// SQLITE_BUSY: another connection holds the lock.
+fn is_busy(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(e) if e.code().as_deref() == Some("5"))
+}
 
 /// The schema, applied on every open; idempotent.
 const SCHEMA: &str = "
@@ -123,6 +130,19 @@ impl SqliteBroker {
     ///
     /// [`BrokerError::Unreachable`], naming the path and the reason, when
     /// the file cannot be created or opened.
+    /// Opens the pool and creates the schema.
+    async fn setup(options: SqliteConnectOptions) -> Result<SqlitePool, sqlx::Error> {
+        let pool = SqlitePoolOptions::new()
+            .max_connections(POOL_SIZE)
+            .acquire_timeout(BUSY_TIMEOUT * 3)
+            .connect_with(options)
+            .await?;
+        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::raw_sql(SCHEMA).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(pool)
+    }
+
     pub async fn open(path: impl AsRef<Path>) -> Result<Self, BrokerError> {
         let path = path.as_ref();
         let shown = path.display();
@@ -153,21 +173,21 @@ impl SqliteBroker {
         let unreachable = |e: sqlx::Error| {
             BrokerError::Unreachable(format!("cannot open the SQLite broker `{shown}`: {e}"))
         };
-        let pool = SqlitePoolOptions::new()
-            .max_connections(POOL_SIZE)
-            .acquire_timeout(BUSY_TIMEOUT * 3)
-            .connect_with(options)
-            .await
-            .map_err(unreachable)?;
-        let mut tx = pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(unreachable)?;
-        sqlx::raw_sql(SCHEMA)
-            .execute(&mut *tx)
-            .await
-            .map_err(unreachable)?;
-        tx.commit().await.map_err(unreachable)?;
+        // Two processes opening a new file at once (a cluster and an
+        // `enqueue`) can find it locked while the other switches it to WAL
+        // and creates the schema; the busy timeout does not cover that step,
+        // so setup is retried for a few seconds.
+        let mut attempt = 0;
+        let pool = loop {
+            match Self::setup(options.clone()).await {
+                Ok(pool) => break pool,
+                Err(e) if is_busy(&e) && attempt < SETUP_RETRIES => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(unreachable(e)),
+            }
+        };
         let path = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
         tracing::debug!(path = %path.display(), "SQLite broker open");
         Ok(Self { pool, path })

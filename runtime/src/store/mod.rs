@@ -72,12 +72,29 @@ impl Store {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10));
+        // Another process may be initialising the same new file (switching
+        // it to WAL, migrating); the busy timeout does not cover that step,
+        // so setup is retried for a few seconds.
+        let mut attempt = 0;
+        loop {
+            match Self::setup(options.clone()).await {
+                Ok(store) => return Ok(store),
+                Err(e) if is_busy(&e) && attempt < 50 => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(StoreError::Database(e)) => return Err(unreachable(e.to_string())),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn setup(options: SqliteConnectOptions) -> Result<Self, StoreError> {
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
-            .await
-            .map_err(|e| unreachable(e.to_string()))?;
+            .await?;
         let store = Self { pool };
         store.migrate().await?;
         Ok(store)
@@ -428,6 +445,11 @@ impl Store {
             .await?;
         Ok(())
     }
+}
+
+/// SQLITE_BUSY: another connection holds the lock.
+fn is_busy(error: &StoreError) -> bool {
+    matches!(error, StoreError::Database(sqlx::Error::Database(e)) if e.code().as_deref() == Some("5"))
 }
 
 fn parse_digest(s: &str) -> Result<Digest, StoreError> {
