@@ -62,6 +62,40 @@ pub trait Broker: Send + Sync + 'static {
         lease: Duration,
     ) -> impl Future<Output = Result<Vec<Delivery>, BrokerError>> + Send;
 
+    /// Resolves when a message may have arrived in `queue`, or after
+    /// `timeout`, whichever is first. Brokers that can be told (Redis
+    /// pub/sub, PostgreSQL `LISTEN`, the memory broker) wake at once when
+    /// something is enqueued, from any process; a wake-up that nobody was
+    /// waiting for is kept for the next call, so one enqueued between a
+    /// caller's empty dequeue and its wait is not missed. A spurious
+    /// wake-up is allowed. Cancel-safe. The default sleeps `timeout`.
+    fn wait(&self, queue: &str, timeout: Duration) -> impl Future<Output = ()> + Send {
+        let _ = queue;
+        tokio::time::sleep(timeout)
+    }
+
+    /// Like [`dequeue`](Broker::dequeue), but when nothing is visible it
+    /// waits up to `wait` for a message (long polling) and takes what came.
+    /// An empty vector means nothing arrived in time. Not cancel-safe:
+    /// dropping it mid-way may leave messages leased until their lease
+    /// runs out. The default is dequeue, [`wait`](Broker::wait), dequeue.
+    fn dequeue_wait(
+        &self,
+        queue: &str,
+        max: usize,
+        lease: Duration,
+        wait: Duration,
+    ) -> impl Future<Output = Result<Vec<Delivery>, BrokerError>> + Send {
+        async move {
+            let first = self.dequeue(queue, max, lease).await?;
+            if !first.is_empty() || wait.is_zero() {
+                return Ok(first);
+            }
+            self.wait(queue, wait).await;
+            self.dequeue(queue, max, lease).await
+        }
+    }
+
     /// Removes the messages of these deliveries. Answers, per ack id in
     /// order, whether the delivery still held its message; `false` (lease
     /// lost and the message delivered again, or the message gone) means
@@ -160,6 +194,16 @@ pub trait DynBroker: Send + Sync {
         max: usize,
         lease: Duration,
     ) -> BoxFuture<'a, Result<Vec<Delivery>, BrokerError>>;
+    /// See [`Broker::wait`].
+    fn wait<'a>(&'a self, queue: &'a str, timeout: Duration) -> BoxFuture<'a, ()>;
+    /// See [`Broker::dequeue_wait`].
+    fn dequeue_wait<'a>(
+        &'a self,
+        queue: &'a str,
+        max: usize,
+        lease: Duration,
+        wait: Duration,
+    ) -> BoxFuture<'a, Result<Vec<Delivery>, BrokerError>>;
     /// See [`Broker::acknowledge`].
     fn acknowledge<'a>(
         &'a self,
@@ -231,6 +275,20 @@ impl<B: Broker> DynBroker for B {
         lease: Duration,
     ) -> BoxFuture<'a, Result<Vec<Delivery>, BrokerError>> {
         Box::pin(Broker::dequeue(self, queue, max, lease))
+    }
+
+    fn wait<'a>(&'a self, queue: &'a str, timeout: Duration) -> BoxFuture<'a, ()> {
+        Box::pin(Broker::wait(self, queue, timeout))
+    }
+
+    fn dequeue_wait<'a>(
+        &'a self,
+        queue: &'a str,
+        max: usize,
+        lease: Duration,
+        wait: Duration,
+    ) -> BoxFuture<'a, Result<Vec<Delivery>, BrokerError>> {
+        Box::pin(Broker::dequeue_wait(self, queue, max, lease, wait))
     }
 
     fn acknowledge<'a>(

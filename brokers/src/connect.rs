@@ -39,8 +39,49 @@ pub async fn connect(url: &str) -> Result<SharedBroker, BrokerError> {
             Ok(MemoryBroker::named(name))
         }
         "sqlite" => sqlite(url, rest).await,
+        "redis" | "rediss" => redis(url).await,
+        "postgres" | "postgresql" => postgres(url).await,
+        "sqs" => sqs(url).await,
         _ => Err(BrokerError::UnsupportedScheme(scheme)),
     }
+}
+
+#[cfg(feature = "redis")]
+async fn redis(url: &str) -> Result<SharedBroker, BrokerError> {
+    Ok(Arc::new(crate::RedisBroker::connect(url).await?))
+}
+
+#[cfg(not(feature = "redis"))]
+async fn redis(url: &str) -> Result<SharedBroker, BrokerError> {
+    Err(missing(url, "Redis", "redis"))
+}
+
+#[cfg(feature = "postgres")]
+async fn postgres(url: &str) -> Result<SharedBroker, BrokerError> {
+    Ok(Arc::new(crate::PostgresBroker::connect(url).await?))
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn postgres(url: &str) -> Result<SharedBroker, BrokerError> {
+    Err(missing(url, "PostgreSQL", "postgres"))
+}
+
+#[cfg(feature = "sqs")]
+async fn sqs(url: &str) -> Result<SharedBroker, BrokerError> {
+    Ok(Arc::new(crate::SqsBroker::connect(url).await?))
+}
+
+#[cfg(not(feature = "sqs"))]
+async fn sqs(url: &str) -> Result<SharedBroker, BrokerError> {
+    Err(missing(url, "SQS", "sqs"))
+}
+
+#[cfg(not(all(feature = "redis", feature = "postgres", feature = "sqs")))]
+fn missing(url: &str, what: &str, feature: &str) -> BrokerError {
+    bad_url(
+        url,
+        format!("this build has no {what} broker (feature `{feature}` of wasq-brokers)"),
+    )
 }
 
 #[cfg(feature = "sqlite")]
@@ -196,9 +237,7 @@ mod tests {
                 Err(e) => e,
             }
         };
-        assert!(
-            matches!(err("redis://localhost").await, BrokerError::UnsupportedScheme(s) if s == "redis")
-        );
+        assert!(matches!(err("amqp://localhost").await, BrokerError::UnsupportedScheme(s) if s == "amqp"));
         assert!(
             matches!(err("SQLITE-X://a").await, BrokerError::UnsupportedScheme(s) if s == "sqlite-x")
         );
@@ -216,7 +255,7 @@ mod tests {
         }
         let e = err("memory://a/b").await.to_string();
         assert!(e.contains("'/'"), "{e}");
-        let e = err("redis://u:hunter2@h/x y").await.to_string();
+        let e = err("amqp://u:hunter2@h/x y").await.to_string();
         assert!(!e.contains("hunter2"), "{e}");
         let e = err("ftp://u:hunter2@h:: bad").await.to_string();
         assert!(!e.contains("hunter2"), "{e}");

@@ -59,16 +59,29 @@
 mod broker;
 mod connect;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "redis")]
+mod redis;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+#[cfg(feature = "sqs")]
+mod sqs;
+mod wake;
 
 use std::fmt;
 
 pub use broker::{BoxFuture, Broker, DynBroker, SharedBroker};
 pub use connect::{connect, redact};
 pub use memory::MemoryBroker;
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresBroker;
+#[cfg(feature = "redis")]
+pub use redis::RedisBroker;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteBroker;
+#[cfg(feature = "sqs")]
+pub use sqs::SqsBroker;
 
 /// Identifies one delivery of a message: which message, and which lease
 /// on it (a fencing token). Brokers make it `"<message id>:<token>"`; to
@@ -135,7 +148,9 @@ pub enum BrokerError {
         reason: String,
     },
     /// No broker of this scheme exists.
-    #[error("unsupported broker scheme `{0}`: use sqlite://PATH or memory://")]
+    #[error(
+        "unsupported broker scheme `{0}`: use sqlite://PATH, redis://HOST, postgres://HOST/DB, sqs://QUEUE or memory://"
+    )]
     UnsupportedScheme(String),
     /// The broker cannot be reached (file cannot be opened, server down).
     #[error("broker unreachable: {0}")]
@@ -162,10 +177,10 @@ mod tests {
 
     #[test]
     fn errors_name_the_problem() {
-        let e = BrokerError::UnsupportedScheme("redis".into());
+        let e = BrokerError::UnsupportedScheme("amqp".into());
         assert_eq!(
             e.to_string(),
-            "unsupported broker scheme `redis`: use sqlite://PATH or memory://"
+            "unsupported broker scheme `amqp`: use sqlite://PATH, redis://HOST, postgres://HOST/DB, sqs://QUEUE or memory://"
         );
         let e = BrokerError::BadUrl {
             url: "x".into(),

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::wake::Wakers;
 use crate::{AckId, Broker, BrokerError, BrokerInfo, Delivery};
 
 /// Leases longer than this are cut to it (about 100 years), so that
@@ -24,6 +25,7 @@ static NAMED: LazyLock<Mutex<HashMap<String, Arc<MemoryBroker>>>> = LazyLock::ne
 pub struct MemoryBroker {
     name: Option<String>,
     state: Mutex<State>,
+    wakers: Wakers,
 }
 
 #[derive(Debug, Default)]
@@ -67,7 +69,7 @@ impl MemoryBroker {
             tracing::debug!(name, "new named memory broker");
             Arc::new(Self {
                 name: Some(name.to_owned()),
-                state: Mutex::default(),
+                ..Self::default()
             })
         }))
     }
@@ -162,7 +164,13 @@ impl Broker for MemoryBroker {
             q.ready.insert(next_id);
         }
         state.next_id = next_id;
+        drop(state);
+        self.wakers.wake(queue);
         Ok(())
+    }
+
+    async fn wait(&self, queue: &str, timeout: Duration) {
+        self.wakers.wait(queue, timeout).await;
     }
 
     async fn dequeue(
@@ -253,6 +261,8 @@ impl Broker for MemoryBroker {
             message.token = None;
         }
         q.ready.insert(id);
+        drop(state);
+        self.wakers.wake(queue);
         Ok(true)
     }
 

@@ -75,6 +75,8 @@ macro_rules! conformance {
                 payloads_are_opaque,
                 foreign_ack_ids_hold_nothing,
                 ping_and_info,
+                dequeue_wait_takes_what_arrives,
+                wait_returns,
             );
         }
     };
@@ -104,7 +106,39 @@ conformance!(sqlite, "sqlite", || async {
     (broker, Box::new(dir) as Guard)
 });
 
+#[cfg(feature = "redis")]
+conformance!(redis, "redis", || async {
+    let broker = connect(&server_url("WASQ_TEST_REDIS_URL")).await.unwrap();
+    (broker, Box::new(()) as Guard)
+});
+
+#[cfg(feature = "postgres")]
+conformance!(postgres, "postgres", || async {
+    let broker = connect(&server_url("WASQ_TEST_POSTGRES_URL")).await.unwrap();
+    (broker, Box::new(()) as Guard)
+});
+
+#[cfg(feature = "sqs")]
+conformance!(sqs, "sqs", || async {
+    let endpoint = server_url("WASQ_TEST_SQS_ENDPOINT");
+    let url = format!("sqs://{}?region=us-east-1&endpoint={endpoint}", unique("wasq"));
+    let broker = connect(&url).await.unwrap();
+    (broker, Box::new(()) as Guard)
+});
+
 // ---- helpers ----
+
+/// The URL of a test server that `cargo xtask test` started, from the
+/// environment variable `var`.
+#[allow(dead_code, reason = "used by the server brokers' fixtures, each behind its feature")]
+fn server_url(var: &str) -> String {
+    match std::env::var(var) {
+        Ok(url) if !url.is_empty() => url,
+        _ => panic!(
+            "{var} is not set: run the tests with `cargo xtask test`, which starts Redis, PostgreSQL and an SQS endpoint and sets it"
+        ),
+    }
+}
 
 /// A name no other test of this process uses.
 fn unique(tag: &str) -> String {
@@ -675,10 +709,10 @@ async fn connect_errors_name_the_problem() {
             Err(e) => (e.to_string(), e),
         }
     };
-    let (msg, e) = error("redis://user:hunter2@localhost:6379/0".into()).await;
+    let (msg, e) = error("amqp://user:hunter2@localhost:5672/0".into()).await;
     assert!(matches!(e, BrokerError::UnsupportedScheme(_)), "{e:?}");
     assert!(
-        msg.contains("`redis`") && msg.contains("sqlite://PATH") && msg.contains("memory://"),
+        msg.contains("`amqp`") && msg.contains("sqlite://PATH") && msg.contains("memory://"),
         "{msg}"
     );
     assert!(!msg.contains("hunter2"), "{msg}");
@@ -794,4 +828,42 @@ async fn sqlite_connections_share_one_file() {
     );
     assert_eq!(taken.len(), 2000, "messages were lost");
     assert_eq!(b.lock_size("q").await.unwrap(), 2000);
+}
+
+async fn dequeue_wait_takes_what_arrives(f: &Fixture) {
+    let b = f.broker.clone();
+    let q = unique("dequeue-wait");
+    assert!(
+        b.dequeue_wait(&q, 10, LONG, Duration::ZERO).await.unwrap().is_empty(),
+        "no wait on an empty queue"
+    );
+    let waiter = {
+        let (b, q) = (b.clone(), q.clone());
+        tokio::spawn(async move {
+            let start = Instant::now();
+            loop {
+                let got = b.dequeue_wait(&q, 10, LONG, Duration::from_secs(2)).await.unwrap();
+                if !got.is_empty() || start.elapsed() > DEADLINE {
+                    return got;
+                }
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    b.enqueue_batch(&q, bytes(&["late 1", "late 2"])).await.unwrap();
+    let got = waiter.await.unwrap();
+    assert!(!got.is_empty(), "the wait took nothing");
+    assert!(payloads(&got).iter().all(|p| p.starts_with(b"late")));
+    assert!(got.iter().all(|d| d.deliveries == 1));
+}
+
+async fn wait_returns(f: &Fixture) {
+    let b = &f.broker;
+    let q = unique("wait");
+    // Times out on an empty queue, and returns after an enqueue (at once
+    // where the broker is told, else after its timeout).
+    b.wait(&q, Duration::from_millis(50)).await;
+    b.enqueue(&q, b"x".to_vec()).await.unwrap();
+    b.wait(&q, Duration::from_millis(50)).await;
+    assert_eq!(b.dequeue(&q, 10, LONG).await.unwrap().len(), 1);
 }
