@@ -114,7 +114,7 @@ impl Client {
 
     /// A client over an existing broker and store.
     pub fn new(config: Config, broker: SharedBroker, store: Store) -> Self {
-        let codec = PackageCodec::new(&config.secret, &config.name, config.compress);
+        let codec = PackageCodec::new(&config.secret, config.compress);
         Self {
             config,
             broker,

@@ -19,8 +19,9 @@ pub const DEFAULT_SECRET: &str = "wasq-default-secret-change-me";
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Cluster name, also the salt of the package signing key: clusters
-    /// that share tasks must share it (and the secret). Default: `wasq`.
+    /// Cluster name, shown by `wasq info` and part of each cluster
+    /// process's id. Clusters of any names share the tasks of one queue
+    /// (they must share the secret). Default: `wasq`.
     pub name: String,
     /// A label for this process in `wasq info`. Default: the host name.
     pub label: Option<String>,
@@ -53,7 +54,11 @@ pub struct Config {
     pub queue_limit: Option<usize>,
     /// Tasks taken from the broker per request. Default: 100.
     pub bulk: usize,
-    /// Pause before asking an empty broker again. Default: 50 ms.
+    /// How long the pusher waits on an empty queue before asking again.
+    /// Brokers that are told of new tasks (Redis, PostgreSQL, memory) end
+    /// the wait as soon as one arrives, SQS long-polls (rounded up to whole
+    /// seconds), SQLite sleeps it. It also bounds how long a stop waits for
+    /// the pusher. Default: 50 ms.
     #[serde(deserialize_with = "duration")]
     pub poll: Duration,
     /// The secret packages are signed with.

@@ -4,9 +4,9 @@
 //! The payload is the postcard encoding of a [`TaskRecord`], zstd-compressed
 //! when compression is on and the payload is over [`COMPRESS_THRESHOLD`].
 //! The MAC covers version, flags and payload, with a key derived from the
-//! configured secret and the cluster name (the salt), so a package made with
-//! another secret, or changed in transit, is refused before anything in it
-//! is decoded.
+//! configured secret, so a package made with another secret, or changed in
+//! transit, is refused before anything in it is decoded. The cluster name
+//! is not part of the key: clusters of different names share one queue.
 
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
@@ -107,12 +107,11 @@ impl std::fmt::Debug for PackageCodec {
 }
 
 impl PackageCodec {
-    /// A codec whose key derives from `secret` and the cluster `name`.
-    pub fn new(secret: &str, name: &str, compress: bool) -> Self {
+    /// A codec whose key derives from `secret`.
+    pub fn new(secret: &str, compress: bool) -> Self {
         let mut mac = HmacSha256::new_from_slice(secret.as_bytes())
             .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-        mac.update(b"wasq-package-key:");
-        mac.update(name.as_bytes());
+        mac.update(b"wasq-package-key:v1");
         Self {
             key: mac.finalize().into_bytes().into(),
             compress,
@@ -214,13 +213,13 @@ mod tests {
     fn round_trips_with_and_without_compression() {
         let big = format!(r#"{{"args":["{}"],"kwargs":{{}}}}"#, "word ".repeat(500));
         for compress in [false, true] {
-            let codec = PackageCodec::new("s3cret", "wasq", compress);
+            let codec = PackageCodec::new("s3cret", compress);
             for rec in [record(r#"{"args":[25],"kwargs":{}}"#), record(&big)] {
                 let bytes = codec.encode(&rec).unwrap();
                 assert_eq!(codec.decode(&bytes).unwrap(), rec);
             }
         }
-        let codec = PackageCodec::new("s3cret", "wasq", true);
+        let codec = PackageCodec::new("s3cret", true);
         let packed = codec.encode(&record(&big)).unwrap();
         assert_eq!(packed[1], FLAG_ZSTD);
         assert!(
@@ -231,18 +230,14 @@ mod tests {
     }
 
     #[test]
-    fn refuses_other_secrets_names_and_tampering() {
+    fn refuses_other_secrets_and_tampering() {
         let rec = record("{}");
-        let bytes = PackageCodec::new("a", "wasq", false).encode(&rec).unwrap();
+        let bytes = PackageCodec::new("a", false).encode(&rec).unwrap();
         assert_eq!(
-            PackageCodec::new("b", "wasq", false).decode(&bytes),
+            PackageCodec::new("b", false).decode(&bytes),
             Err(PackageError::BadSignature)
         );
-        assert_eq!(
-            PackageCodec::new("a", "other", false).decode(&bytes),
-            Err(PackageError::BadSignature)
-        );
-        let codec = PackageCodec::new("a", "wasq", false);
+        let codec = PackageCodec::new("a", false);
         for i in 0..bytes.len() {
             let mut bad = bytes.clone();
             bad[i] ^= 0x01;
@@ -259,7 +254,7 @@ mod tests {
 
         #[test]
         fn decoding_random_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
-            let codec = PackageCodec::new("s", "wasq", true);
+            let codec = PackageCodec::new("s", true);
             prop_assert!(codec.decode(&bytes).is_err());
         }
 
@@ -268,7 +263,7 @@ mod tests {
             flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8),
             cut in any::<usize>(),
         ) {
-            let codec = PackageCodec::new("s", "wasq", true);
+            let codec = PackageCodec::new("s", true);
             let mut bytes = codec.encode(&record(&"x".repeat(700))).unwrap();
             for (at, with) in flips {
                 let at = at % bytes.len();

@@ -134,7 +134,7 @@ impl Cluster {
             std::process::id(),
             &crate::package::new_task_id()[..6]
         );
-        let codec = PackageCodec::new(&config.secret, &config.name, config.compress);
+        let codec = PackageCodec::new(&config.secret, config.compress);
         let shared = Arc::new(Shared {
             config,
             id: id.clone(),

@@ -64,16 +64,33 @@ async fn flush(shared: &Shared, batch: Vec<Completion>) {
             }
         }
     }
-    match shared.broker.acknowledge(shared.queue(), &acks).await {
-        Ok(held) => {
-            for (result, still_held) in results.iter().zip(held) {
-                if !still_held {
-                    tracing::warn!(id = %result.id, "lease was lost before the acknowledgement; the first result stands");
+    // The results are safe; an acknowledgement that cannot be made is
+    // retried while the leases last (a broker restarting), and after that
+    // the tasks are redelivered and run again, their first results kept.
+    let mut delay = Duration::from_millis(100);
+    let give_up = tokio::time::Instant::now() + config.retry / 2;
+    loop {
+        match shared.broker.acknowledge(shared.queue(), &acks).await {
+            Ok(held) => {
+                for (result, still_held) in results.iter().zip(held) {
+                    if !still_held {
+                        tracing::warn!(id = %result.id, "lease was lost before the acknowledgement; the first result stands");
+                    }
                 }
+                break;
             }
-        }
-        Err(error) => {
-            tracing::warn!(%error, "cannot acknowledge; the tasks will be redelivered and their results kept")
+            Err(error)
+                if tokio::time::Instant::now() + delay < give_up
+                    && !(shared.stopping() && delay > Duration::from_secs(2)) =>
+            {
+                tracing::warn!(%error, "cannot acknowledge; retrying in {delay:?}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot acknowledge; the tasks will be redelivered and their results kept");
+                break;
+            }
         }
     }
     {

@@ -14,6 +14,9 @@ use super::jobs::{Completion, Job};
 use crate::package::PackageError;
 use crate::store::{Rejected, now_ms};
 
+/// The longest pause between attempts to reach a broker that is down.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
 pub(crate) async fn run(
     shared: Arc<Shared>,
     jobs: mpsc::UnboundedSender<Job>,
@@ -22,6 +25,7 @@ pub(crate) async fn run(
     let config = &shared.config;
     let mut stop = shared.stop.clone();
     let mut backoff = Duration::from_millis(100);
+    let mut lost_broker = false;
     loop {
         if shared.stopping() {
             return;
@@ -34,30 +38,45 @@ pub(crate) async fn run(
             }
             continue;
         }
+        // When the queue is empty the broker waits up to `poll` for a task
+        // to arrive: brokers that are told of new tasks (Redis, PostgreSQL,
+        // memory) hand it over at once, SQS long-polls, SQLite polls.
+        // Not cancelled on stop (that could strand leased tasks), so a stop
+        // waits for at most one `poll`.
         let deliveries = match shared
             .broker
-            .dequeue(shared.queue(), room.min(config.bulk), config.retry)
+            .dequeue_wait(
+                shared.queue(),
+                room.min(config.bulk),
+                config.retry,
+                config.poll,
+            )
             .await
         {
             Ok(deliveries) => {
+                if lost_broker {
+                    tracing::warn!("the broker answers again; taking tasks");
+                    lost_broker = false;
+                }
                 backoff = Duration::from_millis(100);
                 deliveries
             }
             Err(error) => {
-                tracing::warn!(%error, "cannot take tasks from the broker; retrying in {backoff:?}");
+                if !lost_broker {
+                    tracing::warn!(%error, "cannot take tasks from the broker; retrying with backoff");
+                    lost_broker = true;
+                } else {
+                    tracing::debug!(%error, "broker still unreachable; retrying in {backoff:?}");
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
                     _ = super::stopped(&mut stop) => return,
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                backoff = (backoff * 2).min(MAX_BACKOFF);
                 continue;
             }
         };
         if deliveries.is_empty() {
-            tokio::select! {
-                _ = tokio::time::sleep(config.poll) => {}
-                _ = super::stopped(&mut stop) => return,
-            }
             continue;
         }
         for delivery in deliveries {

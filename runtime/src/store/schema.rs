@@ -1,9 +1,13 @@
-//! The store's migrations, applied in order on connect. Each runs once,
-//! recorded in `wasq_store_migrations`; never edit a released one, add the
-//! next.
+//! The store's migrations, applied in order on connect, one list per
+//! database with the same versions. Each runs once, recorded in
+//! `wasq_store_migrations`; never edit a released one, add the next (to
+//! both lists). Integers are 64-bit in both, so a row reads the same.
 
-/// `(version, SQL)` pairs, oldest first.
-pub(crate) const MIGRATIONS: &[(i64, &str)] = &[(
+/// The table that records applied migrations.
+pub(super) const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS wasq_store_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)";
+
+/// SQLite: `(version, SQL)` pairs, oldest first.
+pub(super) const SQLITE: &[(i64, &str)] = &[(
     1,
     r#"
 CREATE TABLE wasq_results (
@@ -65,6 +69,74 @@ CREATE TABLE wasq_clusters (
     heartbeat_at INTEGER NOT NULL,
     in_flight    INTEGER NOT NULL,
     done         INTEGER NOT NULL,
+    status       TEXT NOT NULL
+);
+"#,
+)];
+
+/// PostgreSQL: `(version, SQL)` pairs, oldest first, matching [`SQLITE`].
+pub(super) const POSTGRES: &[(i64, &str)] = &[(
+    1,
+    r#"
+CREATE TABLE wasq_results (
+    id          TEXT PRIMARY KEY,
+    module      TEXT NOT NULL,
+    module_name TEXT NOT NULL,
+    task        TEXT NOT NULL,
+    input       TEXT NOT NULL,
+    queue       TEXT NOT NULL,
+    grp         TEXT,
+    outcome     TEXT NOT NULL,
+    success     BIGINT NOT NULL,
+    result      BYTEA,
+    stderr      TEXT NOT NULL,
+    error       TEXT,
+    fuel        BIGINT,
+    cpu_us      BIGINT NOT NULL,
+    wall_us     BIGINT NOT NULL,
+    memory_peak BIGINT NOT NULL,
+    attempts    BIGINT NOT NULL,
+    enqueued_at BIGINT NOT NULL,
+    started_at  BIGINT NOT NULL,
+    stopped_at  BIGINT NOT NULL,
+    cluster     TEXT NOT NULL
+);
+CREATE INDEX wasq_results_success ON wasq_results (success, stopped_at);
+CREATE INDEX wasq_results_group ON wasq_results (grp);
+
+CREATE TABLE wasq_modules (
+    digest      TEXT PRIMARY KEY,
+    bytes       BYTEA NOT NULL,
+    size        BIGINT NOT NULL,
+    uploaded_at BIGINT NOT NULL
+);
+CREATE TABLE wasq_module_names (
+    name       TEXT PRIMARY KEY,
+    digest     TEXT NOT NULL REFERENCES wasq_modules (digest),
+    updated_at BIGINT NOT NULL
+);
+
+CREATE TABLE wasq_rejected (
+    id        BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    queue     TEXT NOT NULL,
+    broker_id TEXT NOT NULL,
+    reason    TEXT NOT NULL,
+    size      BIGINT NOT NULL,
+    at        BIGINT NOT NULL,
+    cluster   TEXT NOT NULL
+);
+
+CREATE TABLE wasq_clusters (
+    id           TEXT PRIMARY KEY,
+    name         TEXT NOT NULL,
+    label        TEXT NOT NULL,
+    host         TEXT NOT NULL,
+    pid          BIGINT NOT NULL,
+    workers      BIGINT NOT NULL,
+    started_at   BIGINT NOT NULL,
+    heartbeat_at BIGINT NOT NULL,
+    in_flight    BIGINT NOT NULL,
+    done         BIGINT NOT NULL,
     status       TEXT NOT NULL
 );
 "#,

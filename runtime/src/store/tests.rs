@@ -1,11 +1,70 @@
-//! Store tests against a temporary SQLite file.
+//! Store tests, each run against a temporary SQLite file and against a
+//! fresh database on the PostgreSQL server `cargo xtask test` starts
+//! (`WASQ_TEST_POSTGRES_URL`).
+
+use std::any::Any;
 
 use super::*;
 
-async fn store() -> (Store, tempfile::TempDir) {
+/// `store_tests!(test, …)`: each test as `sqlite::test` and `postgres::test`.
+macro_rules! store_tests {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    let (store, _guard) = super::sqlite_store().await;
+                    super::$test(store).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    let (store, _guard) = super::postgres_store().await;
+                    super::$test(store).await;
+                }
+            )*
+        }
+    };
+}
+
+store_tests!(
+    modules_by_name_and_digest,
+    first_result_wins,
+    save_limit_keeps_recent_successes_and_all_failures,
+    a_batch_with_a_task_twice_saves_its_first,
+    clusters_and_rejections,
+    migrations_run_once,
+);
+
+async fn sqlite_store() -> (Store, Box<dyn Any>) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("sub/store.db").display());
-    (Store::connect(&url).await.unwrap(), dir)
+    (Store::connect(&url).await.unwrap(), Box::new(dir))
+}
+
+/// A store in a new database of its own on the test server.
+async fn postgres_store() -> (Store, Box<dyn Any>) {
+    let url = postgres_database().await;
+    (Store::connect(&url).await.unwrap(), Box::new(()))
+}
+
+/// The URL of a new, empty database on the test server.
+async fn postgres_database() -> String {
+    let base = std::env::var("WASQ_TEST_POSTGRES_URL").unwrap_or_else(|_| {
+        panic!("WASQ_TEST_POSTGRES_URL is not set: run the tests with `cargo xtask test`, which starts PostgreSQL")
+    });
+    let admin = sqlx::PgPool::connect(&base).await.unwrap();
+    let name = format!("wasq_store_{}", crate::package::new_task_id());
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin)
+        .await
+        .unwrap();
+    admin.close().await;
+    let (server, _db) = base.rsplit_once('/').unwrap();
+    format!("{server}/{name}")
 }
 
 fn result(id: &str, success: bool, stopped_at_ms: i64) -> TaskResult {
@@ -34,9 +93,7 @@ fn result(id: &str, success: bool, stopped_at_ms: i64) -> TaskResult {
     }
 }
 
-#[tokio::test]
-async fn modules_by_name_and_digest() {
-    let (store, _dir) = store().await;
+async fn modules_by_name_and_digest(store: Store) {
     let info = store.put_module(b"bytes-a", Some("a")).await.unwrap();
     store.put_module(b"bytes-a", Some("alias")).await.unwrap();
     let (digest, name) = store.resolve_module("a").await.unwrap().unwrap();
@@ -64,9 +121,7 @@ async fn modules_by_name_and_digest() {
     assert!(!store.remove_module("alias").await.unwrap());
 }
 
-#[tokio::test]
-async fn first_result_wins() {
-    let (store, _dir) = store().await;
+async fn first_result_wins(store: Store) {
     let first = result("t1", true, 10);
     let mut late = result("t1", false, 20);
     late.cluster = "other".into();
@@ -82,9 +137,7 @@ async fn first_result_wins() {
     assert_eq!(store.result("t1").await.unwrap().unwrap().result_json(), 42);
 }
 
-#[tokio::test]
-async fn save_limit_keeps_recent_successes_and_all_failures() {
-    let (store, _dir) = store().await;
+async fn save_limit_keeps_recent_successes_and_all_failures(store: Store) {
     let batch: Vec<_> = (0..10)
         .map(|i| result(&format!("s{i}"), true, i))
         .chain((0..3).map(|i| result(&format!("f{i}"), false, i)))
@@ -97,9 +150,51 @@ async fn save_limit_keeps_recent_successes_and_all_failures() {
     assert!(store.result("s0").await.unwrap().is_none());
 }
 
-#[tokio::test]
-async fn clusters_and_rejections() {
-    let (store, _dir) = store().await;
+async fn a_batch_with_a_task_twice_saves_its_first(store: Store) {
+    let first = result("dup", true, 1);
+    let mut second = result("dup", false, 2);
+    second.cluster = "other".into();
+    let other = result("other", true, 3);
+    assert_eq!(
+        store
+            .save_results(&[first.clone(), second, other], 0)
+            .await
+            .unwrap(),
+        [true, false, true]
+    );
+    assert_eq!(store.result("dup").await.unwrap().unwrap(), first);
+    // save_limit -1 keeps no successes but still reports them handled.
+    assert_eq!(
+        store
+            .save_results(&[result("gone", true, 4)], -1)
+            .await
+            .unwrap(),
+        [true]
+    );
+    assert!(store.result("gone").await.unwrap().is_none());
+}
+
+async fn migrations_run_once(store: Store) {
+    let versions: Vec<i64> = with_pool!(store, pool => {
+        sqlx::query_scalar("SELECT version FROM wasq_store_migrations ORDER BY version")
+            .fetch_all(pool)
+            .await
+            .unwrap()
+    });
+    let migrations = match &store.backend {
+        Backend::Sqlite(_) => schema::SQLITE,
+        Backend::Postgres(_) => schema::POSTGRES,
+    };
+    let want: Vec<i64> = migrations.iter().map(|(v, _)| *v).collect();
+    assert_eq!(versions, want);
+    assert_eq!(
+        schema::SQLITE.len(),
+        schema::POSTGRES.len(),
+        "one list per database, same versions"
+    );
+}
+
+async fn clusters_and_rejections(store: Store) {
     let mut status = ClusterStatus {
         id: "c1".into(),
         name: "wasq".into(),
@@ -143,11 +238,25 @@ async fn clusters_and_rejections() {
 #[tokio::test]
 async fn bad_urls_are_named() {
     assert!(matches!(
-        Store::connect("postgres://x").await,
+        Store::connect("mysql://x").await,
         Err(StoreError::BadUrl(_))
     ));
+    let err = Store::connect("postgres://wasq:hunter2@127.0.0.1:1/wasq")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Unreachable { .. }), "{err}");
+    assert!(!err.to_string().contains("hunter2"), "{err}");
     let err = Store::connect("sqlite:///proc/no/such/dir/x.db")
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Unreachable { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn two_connections_to_one_postgres_database_migrate_once() {
+    let url = postgres_database().await;
+    let (a, b) = tokio::join!(Store::connect(&url), Store::connect(&url));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    a.put_module(b"shared", Some("shared")).await.unwrap();
+    assert!(b.resolve_module("shared").await.unwrap().is_some());
 }

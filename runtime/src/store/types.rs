@@ -1,8 +1,6 @@
 //! The records the store keeps, and their JSON shapes.
 
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
-
+use super::backend::Columns;
 use super::{StoreError, parse_digest};
 use crate::{Digest, OutcomeKind};
 
@@ -75,30 +73,29 @@ pub struct TaskResult {
 }
 
 impl TaskResult {
-    pub(crate) fn from_row(row: &SqliteRow) -> Result<Self, StoreError> {
-        let opt_u64 = |v: Option<i64>| v.map(|v| v as u64);
+    pub(super) fn from_row(row: &impl Columns) -> Result<Self, StoreError> {
         Ok(Self {
-            id: row.try_get("id")?,
-            module: parse_digest(&row.try_get::<String, _>("module")?)?,
-            module_name: row.try_get("module_name")?,
-            task: row.try_get("task")?,
-            input: row.try_get("input")?,
-            queue: row.try_get("queue")?,
-            group: row.try_get("grp")?,
-            outcome: row.try_get("outcome")?,
-            success: row.try_get("success")?,
-            result: row.try_get("result")?,
-            stderr: row.try_get("stderr")?,
-            error: row.try_get("error")?,
-            fuel: opt_u64(row.try_get("fuel")?),
-            cpu_us: row.try_get::<i64, _>("cpu_us")? as u64,
-            wall_us: row.try_get::<i64, _>("wall_us")? as u64,
-            memory_peak: row.try_get::<i64, _>("memory_peak")? as u64,
-            attempts: row.try_get::<i64, _>("attempts")? as u32,
-            enqueued_at_ms: row.try_get("enqueued_at")?,
-            started_at_ms: row.try_get("started_at")?,
-            stopped_at_ms: row.try_get("stopped_at")?,
-            cluster: row.try_get("cluster")?,
+            id: row.text("id")?,
+            module: parse_digest(&row.text("module")?)?,
+            module_name: row.text("module_name")?,
+            task: row.text("task")?,
+            input: row.text("input")?,
+            queue: row.text("queue")?,
+            group: row.opt_text("grp")?,
+            outcome: row.text("outcome")?,
+            success: row.int("success")? != 0,
+            result: row.opt_bytes("result")?,
+            stderr: row.text("stderr")?,
+            error: row.opt_text("error")?,
+            fuel: row.opt_int("fuel")?.map(|v| v as u64),
+            cpu_us: row.int("cpu_us")? as u64,
+            wall_us: row.int("wall_us")? as u64,
+            memory_peak: row.int("memory_peak")? as u64,
+            attempts: row.int("attempts")? as u32,
+            enqueued_at_ms: row.int("enqueued_at")?,
+            started_at_ms: row.int("started_at")?,
+            stopped_at_ms: row.int("stopped_at")?,
+            cluster: row.text("cluster")?,
         })
     }
 
@@ -227,19 +224,19 @@ pub struct ClusterStatus {
 }
 
 impl ClusterStatus {
-    pub(crate) fn from_row(row: &SqliteRow) -> Result<Self, StoreError> {
+    pub(super) fn from_row(row: &impl Columns) -> Result<Self, StoreError> {
         Ok(Self {
-            id: row.try_get("id")?,
-            name: row.try_get("name")?,
-            label: row.try_get("label")?,
-            host: row.try_get("host")?,
-            pid: row.try_get::<i64, _>("pid")? as u32,
-            workers: row.try_get::<i64, _>("workers")? as usize,
-            started_at_ms: row.try_get("started_at")?,
-            heartbeat_at_ms: row.try_get("heartbeat_at")?,
-            in_flight: row.try_get::<i64, _>("in_flight")? as u64,
-            done: row.try_get::<i64, _>("done")? as u64,
-            status: row.try_get("status")?,
+            id: row.text("id")?,
+            name: row.text("name")?,
+            label: row.text("label")?,
+            host: row.text("host")?,
+            pid: row.int("pid")? as u32,
+            workers: row.int("workers")? as usize,
+            started_at_ms: row.int("started_at")?,
+            heartbeat_at_ms: row.int("heartbeat_at")?,
+            in_flight: row.int("in_flight")? as u64,
+            done: row.int("done")? as u64,
+            status: row.text("status")?,
         })
     }
 }

@@ -20,7 +20,7 @@ pub(crate) struct Settings {
     /// Store URL, e.g. sqlite://.wasq/wasq.db [env: WASQ_STORE].
     #[arg(long, global = true, value_name = "URL")]
     store: Option<String>,
-    /// Cluster name, also the salt of the signing key [env: WASQ_NAME].
+    /// Cluster name, shown by `wasq info` [env: WASQ_NAME].
     #[arg(long, global = true, value_name = "NAME")]
     name: Option<String>,
     /// Secret the task packages are signed with [env: WASQ_SECRET].
