@@ -193,3 +193,51 @@ pub fn eventually<T>(
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// Runs `wasq` in `dir` with `args` and extra environment (e.g.
+/// `WASQ_BROKER`).
+pub fn wasq_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    wasq(&dir.join(".cache"))
+        .current_dir(dir)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", wasq_bin().display()))
+        .into()
+}
+
+/// The URL of a test server `cargo xtask test` started, from the
+/// environment variable `var` (`WASQ_TEST_REDIS_URL`,
+/// `WASQ_TEST_POSTGRES_URL`, `WASQ_TEST_SQS_ENDPOINT`).
+pub fn server_url(var: &str) -> String {
+    match std::env::var(var) {
+        Ok(url) if !url.is_empty() => url,
+        _ => panic!(
+            "{var} is not set: run the tests with `cargo xtask test`, which starts Redis, PostgreSQL and an SQS endpoint and sets it"
+        ),
+    }
+}
+
+/// The URL of a new, empty database on the test PostgreSQL server.
+pub async fn postgres_database() -> String {
+    create_database(&server_url("WASQ_TEST_POSTGRES_URL")).await
+}
+
+/// Creates a new, empty database on the server of `base` (a
+/// `postgres://…/DB` URL) and returns its URL.
+pub async fn create_database(base: &str) -> String {
+    use sqlx::Connection as _;
+    let mut admin = sqlx::PgConnection::connect(base)
+        .await
+        .unwrap_or_else(|e| panic!("cannot reach the test PostgreSQL server: {e}"));
+    let name = format!("wasq_test_{}", wasq::package::new_task_id());
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .unwrap_or_else(|e| panic!("cannot create a test database: {e}"));
+    let _ = admin.close().await;
+    let (server, _db) = base
+        .rsplit_once('/')
+        .unwrap_or_else(|| panic!("not a postgres://…/DB URL: {base}"));
+    format!("{server}/{name}")
+}

@@ -7,19 +7,26 @@
 //! - `escape`: every task of escape.wasm fails inside the guest.
 //! - `guests`: each example guest (Rust SDK, markdown, C) gives the right
 //!   results.
-//! - `broker_conformance`: every broker (memory, SQLite) against one suite.
+//! - `broker_conformance`: every broker (memory, SQLite, Redis, PostgreSQL,
+//!   SQS) against one suite.
 //! - `cluster`: the queue on its embedded default, black box — enqueue and
 //!   wait, crashes, tampered packages, long tasks, bad input.
+//! - `many_clusters`: clusters of different names on Redis and PostgreSQL
+//!   share 20,000 tasks; a killed cluster and a restarted broker lose
+//!   nothing; a broker that is down is named in one line.
 //! - `sandbox_api`: the library API — concurrency without a thread per
 //!   task, the compiled-module cache, limits.
 //!
 //! They need the example modules (`cargo xtask build`) and the `wasq`
-//! binary of the same profile; `cargo xtask test` provides both.
+//! binary of the same profile, and the servers (Redis, PostgreSQL, an SQS
+//! endpoint) whose URLs arrive in `WASQ_TEST_*` variables; `cargo xtask
+//! test` provides all of them.
 
 mod broker_conformance;
 mod cluster;
 mod escape;
 mod guests;
+mod many_clusters;
 mod run_bad_input;
 mod run_outcomes;
 mod sandbox_api;

@@ -5,7 +5,8 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::Connection as _;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
@@ -17,6 +18,8 @@ use super::{StoreError, now_ms, schema};
 /// How long a store operation waits for a connection (a server that is
 /// down answers within this).
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long opening a PostgreSQL store waits for the server to answer.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections per process to a PostgreSQL store.
 const POSTGRES_POOL: u32 = 8;
 /// Lock key that serialises migrations of a PostgreSQL store between
@@ -108,6 +111,14 @@ async fn postgres(url: &str) -> Result<Backend, StoreError> {
         url: wasq_brokers::redact(url),
         reason: format!("cannot read the URL: {e}"),
     })?;
+    // One plain connection first: the pool would retry a refused
+    // connection until its acquire timeout, and a store that is down
+    // should be named at once.
+    let probe = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options))
+        .await
+        .map_err(|_| unreachable(url, format!("no answer within {CONNECT_TIMEOUT:?}")))?
+        .map_err(|e| unreachable(url, e))?;
+    let _ = probe.close().await;
     let pool = PgPoolOptions::new()
         .max_connections(POSTGRES_POOL)
         .acquire_timeout(ACQUIRE_TIMEOUT)

@@ -190,6 +190,7 @@ pub(crate) async fn info(args: InfoArgs) -> Result<ExitCode, CliError> {
             "{}",
             serde_json::json!({
                 "broker": wasq_brokers::redact(&config.broker),
+                "store": wasq_brokers::redact(&config.store),
                 "clusters": clusters.iter().map(|c| serde_json::json!({
                     "id": c.id, "name": c.name, "label": c.label, "host": c.host, "pid": c.pid,
                     "workers": c.workers, "in_flight": c.in_flight, "done": c.done, "status": c.status,
@@ -210,16 +211,7 @@ pub(crate) async fn info(args: InfoArgs) -> Result<ExitCode, CliError> {
     if clusters.is_empty() {
         println!("clusters: none running (start one with `wasq cluster`)");
     } else {
-        println!(
-            "{:<40} {:>7} {:>9} {:>9}  status",
-            "cluster", "workers", "in flight", "done"
-        );
-        for c in &clusters {
-            println!(
-                "{:<40} {:>7} {:>9} {:>9}  {}",
-                c.id, c.workers, c.in_flight, c.done, c.status
-            );
-        }
+        print_clusters(&clusters);
     }
     println!();
     println!("{:<20} {:>9} {:>9}", "queue", "queued", "in flight");
@@ -237,4 +229,61 @@ pub(crate) async fn info(args: InfoArgs) -> Result<ExitCode, CliError> {
         println!("  {outcome:<16} {n:>9}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The clusters as an aligned table: one row per cluster process, from
+/// every machine that shares the store.
+fn print_clusters(clusters: &[wasq::store::ClusterStatus]) {
+    let now = wasq::store::now_ms();
+    let rows: Vec<[String; 7]> = clusters
+        .iter()
+        .map(|c| {
+            [
+                c.name.clone(),
+                c.label.clone(),
+                c.pid.to_string(),
+                c.workers.to_string(),
+                c.in_flight.to_string(),
+                c.done.to_string(),
+                format!(
+                    "{:.1}s ago",
+                    (now - c.heartbeat_at_ms).max(0) as f64 / 1000.0
+                ),
+            ]
+        })
+        .collect();
+    let header = [
+        "cluster",
+        "label",
+        "pid",
+        "workers",
+        "in flight",
+        "done",
+        "heartbeat",
+    ];
+    let width = |i: usize| {
+        rows.iter()
+            .map(|r| r[i].len())
+            .chain([header[i].len()])
+            .max()
+            .unwrap_or(0)
+    };
+    let widths: Vec<usize> = (0..header.len()).map(width).collect();
+    let line = |cells: [&str; 7]| {
+        let mut out = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            let w = widths[i];
+            // Names left-aligned, numbers right-aligned.
+            if i < 2 {
+                out.push_str(&format!("{cell:<w$}  "));
+            } else {
+                out.push_str(&format!("{cell:>w$}  "));
+            }
+        }
+        println!("{}", out.trim_end());
+    };
+    line(header);
+    for r in &rows {
+        line([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5], &r[6]]);
+    }
 }
