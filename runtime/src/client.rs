@@ -43,6 +43,11 @@ pub enum ClientError {
     /// The package could not be made.
     #[error(transparent)]
     Package(#[from] PackageError),
+    /// A cached result was asked for with no result cache configured.
+    #[error(
+        "cached results need a result cache: set `cache = \"redis://HOST\"` in wasq.toml or WASQ_CACHE"
+    )]
+    NoCache,
 }
 
 /// What to run.
@@ -63,6 +68,9 @@ pub struct TaskRequest {
     pub group: Option<String>,
     /// Per-task limits.
     pub limits: TaskLimits,
+    /// Keep the result in the result cache for this long instead of the
+    /// store (needs `cache` in the configuration).
+    pub cached: Option<Duration>,
 }
 
 impl TaskRequest {
@@ -76,6 +84,7 @@ impl TaskRequest {
             queue: None,
             group: None,
             limits: TaskLimits::default(),
+            cached: None,
         }
     }
 
@@ -108,7 +117,10 @@ impl Client {
     /// Connects to the configured broker and store.
     pub async fn connect(config: &Config) -> Result<Self, ClientError> {
         let broker = wasq_brokers::connect(&config.broker).await?;
-        let store = Store::connect(&config.store).await?;
+        let mut store = Store::connect(&config.store).await?;
+        if let Some(cache) = &config.cache {
+            store = store.with_cache(cache).await?;
+        }
         Ok(Self::new(config.clone(), broker, store))
     }
 
@@ -179,6 +191,9 @@ impl Client {
         digest: Digest,
         module_name: String,
     ) -> Result<(String, String, Vec<u8>), ClientError> {
+        if request.cached.is_some() && self.config.cache.is_none() {
+            return Err(ClientError::NoCache);
+        }
         let call = TaskCall::new(&module_name, &request.task, &request.args, &request.kwargs)?;
         let queue = request
             .queue
@@ -195,6 +210,9 @@ impl Client {
             limits: request.limits.clone(),
             tenant: None,
             enqueued_at_ms: now_ms() as u64,
+            cached_secs: request
+                .cached
+                .map(|d| d.as_secs().clamp(1, u64::from(u32::MAX)) as u32),
         };
         let bytes = self.codec.encode(&record)?;
         Ok((record.id, queue, bytes))

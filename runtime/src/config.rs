@@ -70,6 +70,10 @@ pub struct Config {
     pub store: String,
     /// Default queue. Default: `default`.
     pub queue: String,
+    /// Result cache URL (`redis://…`): results of tasks enqueued with a
+    /// cache time (`--cached`) are kept there, expiring, instead of in the
+    /// store — Django Q2's `cached`. Default: none.
+    pub cache: Option<String>,
     /// Count fuel (engine-wide). Default: `true`.
     pub fuel: bool,
     /// Default fuel budget per task. Default: one trillion.
@@ -102,6 +106,7 @@ impl Default for Config {
             broker: db.clone(),
             store: db,
             queue: "default".into(),
+            cache: None,
             fuel: true,
             max_fuel: 1_000_000_000_000,
             memory: 128 << 20,
@@ -132,7 +137,7 @@ pub enum ConfigError {
     },
 }
 
-const KEYS: [&str; 20] = [
+const KEYS: [&str; 21] = [
     "name",
     "label",
     "workers",
@@ -149,6 +154,7 @@ const KEYS: [&str; 20] = [
     "broker",
     "store",
     "queue",
+    "cache",
     "fuel",
     "max_fuel",
     "memory",

@@ -63,6 +63,9 @@ pub struct TaskRecord {
     pub tenant: Option<String>,
     /// When it was enqueued, milliseconds since the Unix epoch.
     pub enqueued_at_ms: u64,
+    /// Keep the result this many seconds in the result cache (`cache`)
+    /// instead of the store — Django Q2's `cached`.
+    pub cached_secs: Option<u32>,
 }
 
 /// Why a package was refused. Nothing in a refused package is trusted, not
@@ -206,6 +209,7 @@ mod tests {
             },
             tenant: None,
             enqueued_at_ms: 1_700_000_000_000,
+            cached_secs: None,
         }
     }
 

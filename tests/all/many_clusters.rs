@@ -241,3 +241,78 @@ fn enqueue_against_a_down_broker_fails_in_one_line() {
         );
     }
 }
+
+/// Results of tasks enqueued with a cache time live in Redis (`cache`),
+/// not in the store; `wasq result` finds them there; without a cache,
+/// `--cached` is refused in one line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_results_live_in_the_result_cache() {
+    let redis = server_url("WASQ_TEST_REDIS_URL");
+    let shared = Shared::new(Kind::Redis, postgres_database().await, None).await;
+    let mut config = Config {
+        broker: shared.env[0].1.clone(),
+        store: shared.env[1].1.clone(),
+        queue: shared.env[2].1.clone(),
+        cache: Some(redis.clone()),
+        ..Config::default()
+    };
+    let client = Client::connect(&config).await.unwrap();
+    let mut request = TaskRequest::new("basics", "add").args(json!([20, 22]));
+    request.cached = Some(Duration::from_secs(600));
+    let cached = client.enqueue(&request).await.unwrap();
+    let stored = client
+        .enqueue(&TaskRequest::new("basics", "add").args(json!([1, 2])))
+        .await
+        .unwrap();
+
+    let mut cluster_env: Vec<(&str, &str)> = shared
+        .env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    cluster_env.push(("WASQ_CACHE", &redis));
+    let _cluster = ClusterProcess::start(shared.dir.path(), &["--workers", "2"], &cluster_env);
+
+    let result = client.wait(&cached, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(result.map(|r| r.result_json()), Some(json!(42)));
+    let result = client.wait(&stored, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(result.map(|r| r.result_json()), Some(json!(3)));
+    // Only the uncached result is in the database.
+    let counts = shared.client.store().counts().await.unwrap();
+    assert_eq!(counts.successes(), 1, "{counts:?}");
+    assert!(
+        shared
+            .client
+            .store()
+            .result(&cached)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // The command line reads the cache too.
+    let run = wasq_env(
+        shared.dir.path(),
+        &["result", &cached, "--json"],
+        &cluster_env,
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.json()["result"], 42);
+
+    // No cache configured: refused before anything is queued.
+    config.cache = None;
+    let plain = Client::connect(&config).await.unwrap();
+    let err = plain.enqueue(&request).await.unwrap_err().to_string();
+    assert!(err.contains("cache"), "{err}");
+    let env: Vec<(&str, &str)> = cluster_env
+        .iter()
+        .copied()
+        .filter(|(k, _)| *k != "WASQ_CACHE")
+        .collect();
+    let run = wasq_env(
+        shared.dir.path(),
+        &["enqueue", "basics", "noop", "--cached", "1m"],
+        &env,
+    );
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.one_line_error().contains("WASQ_CACHE"), "{run:?}");
+}

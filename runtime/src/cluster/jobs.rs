@@ -66,6 +66,7 @@ impl Completion {
             started_at_ms,
             stopped_at_ms: now_ms(),
             cluster: shared.id.clone(),
+            cached_secs: record.cached_secs,
         };
         Self {
             ack,

@@ -6,6 +6,7 @@
 //! backend where they do not (schema, bulk inserts, locking).
 
 mod backend;
+mod cache;
 mod schema;
 mod types;
 
@@ -13,6 +14,7 @@ use std::time::Duration;
 
 use crate::Digest;
 use backend::Backend;
+use cache::ResultCache;
 pub use types::{ClusterStatus, ModuleInfo, OutcomeCounts, Rejected, TaskResult, now_ms};
 
 /// Runs `$body` with `$pool` bound to the backend's pool; the body is
@@ -47,12 +49,17 @@ pub enum StoreError {
     /// A stored row is not what this version expects.
     #[error("corrupt store row: {0}")]
     Corrupt(String),
+    /// The result cache answered with an error.
+    #[error("result cache error: {0}")]
+    Cache(String),
 }
 
 /// Handle to the store. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
     backend: Backend,
+    /// Where results of tasks enqueued with a cache time go.
+    cache: Option<ResultCache>,
 }
 
 impl Store {
@@ -61,7 +68,17 @@ impl Store {
     /// missing) or `postgres://USER[:PASSWORD]@HOST[:PORT]/DB`.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let backend = Backend::connect(url).await?;
-        Ok(Self { backend })
+        Ok(Self {
+            backend,
+            cache: None,
+        })
+    }
+
+    /// This store with a result cache (`redis://…`): results that carry a
+    /// cache time are kept there, expiring, instead of in the database.
+    pub async fn with_cache(mut self, url: &str) -> Result<Self, StoreError> {
+        self.cache = Some(ResultCache::connect(url).await?);
+        Ok(self)
     }
 
     /// `"sqlite"` or `"postgres"`.
@@ -229,7 +246,42 @@ impl Store {
     /// lost lease can neither overwrite nor duplicate it). Returns, per
     /// result, whether it was saved. Applies `save_limit` (0 keeps all
     /// successes, -1 none; failures are always kept).
+    ///
+    /// Results with a cache time go to the result cache when there is one
+    /// (and to the database when there is none).
     pub async fn save_results(
+        &self,
+        results: &[TaskResult],
+        save_limit: i64,
+    ) -> Result<Vec<bool>, StoreError> {
+        let Some(cache) = &self.cache else {
+            return self.save_in_database(results, save_limit).await;
+        };
+        let (cached, stored): (Vec<_>, Vec<_>) =
+            results.iter().partition(|r| r.cached_secs.is_some());
+        if cached.is_empty() {
+            return self.save_in_database(results, save_limit).await;
+        }
+        let mut in_cache = cache.put(&cached).await?.into_iter();
+        let stored: Vec<TaskResult> = stored.into_iter().cloned().collect();
+        let mut in_database = self
+            .save_in_database(&stored, save_limit)
+            .await?
+            .into_iter();
+        Ok(results
+            .iter()
+            .map(|r| {
+                let answers = if r.cached_secs.is_some() {
+                    &mut in_cache
+                } else {
+                    &mut in_database
+                };
+                answers.next().unwrap_or(false)
+            })
+            .collect())
+    }
+
+    async fn save_in_database(
         &self,
         results: &[TaskResult],
         save_limit: i64,
@@ -334,8 +386,14 @@ impl Store {
         }
     }
 
-    /// The result of a task.
+    /// The result of a task: from the result cache if it is there, else
+    /// from the database.
     pub async fn result(&self, id: &str) -> Result<Option<TaskResult>, StoreError> {
+        if let Some(cache) = &self.cache
+            && let Some(result) = cache.get(id).await?
+        {
+            return Ok(Some(result));
+        }
         with_pool!(self, pool => {
             let row = sqlx::query("SELECT * FROM wasq_results WHERE id = $1")
                 .bind(id)

@@ -90,6 +90,7 @@ fn result(id: &str, success: bool, stopped_at_ms: i64) -> TaskResult {
         started_at_ms: 0,
         stopped_at_ms,
         cluster: "c".into(),
+        cached_secs: None,
     }
 }
 

@@ -25,7 +25,7 @@ pub struct ModuleInfo {
 }
 
 /// The stored result of one task.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TaskResult {
     /// Task id.
     pub id: String,
@@ -70,6 +70,9 @@ pub struct TaskResult {
     pub stopped_at_ms: i64,
     /// The cluster that ran it.
     pub cluster: String,
+    /// Seconds to keep the result in the result cache instead of the
+    /// database; `None` for a stored result.
+    pub cached_secs: Option<u32>,
 }
 
 impl TaskResult {
@@ -96,6 +99,7 @@ impl TaskResult {
             started_at_ms: row.int("started_at")?,
             stopped_at_ms: row.int("stopped_at")?,
             cluster: row.text("cluster")?,
+            cached_secs: None,
         })
     }
 

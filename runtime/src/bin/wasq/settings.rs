@@ -61,7 +61,8 @@ impl From<ClientError> for CliError {
         match error {
             ClientError::UnknownModule(_)
             | ClientError::Read { .. }
-            | ClientError::Arguments(_) => CliError::usage(error),
+            | ClientError::Arguments(_)
+            | ClientError::NoCache => CliError::usage(error),
             ClientError::InvalidModule(_) => {
                 CliError::with_code(wasq::OutcomeKind::InvalidModule.exit_code(), error)
             }

@@ -51,6 +51,10 @@ pub(crate) struct EnqueueArgs {
     /// The task's memory limit, e.g. 32MiB [default: the cluster's].
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     memory: Option<u64>,
+    /// Keep the result this long in the result cache (`cache` in
+    /// wasq.toml, a Redis URL) instead of the store, e.g. 10m.
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    cached: Option<Duration>,
     /// Wait for the result and print it.
     #[arg(long)]
     wait: bool,
@@ -76,6 +80,7 @@ pub(crate) async fn enqueue(args: EnqueueArgs) -> Result<ExitCode, CliError> {
             fuel: args.fuel,
             memory: args.memory,
         },
+        cached: args.cached,
     };
     let (_, client) = args.settings.client().await?;
     let id = client.enqueue(&request).await?;
