@@ -20,6 +20,8 @@
 //! - [`MemoryBroker`]: in-process queues, for tests and one-process setups.
 //! - [`SqliteBroker`] (feature `sqlite`): one SQLite file (table
 //!   `wasq_queue`) that several processes on one machine share.
+//! - `RedisBroker` (feature `redis`): `redis://` and `rediss://`, leases
+//!   in sorted sets changed by Lua scripts, wake-ups over pub/sub.
 //!
 //! # Example
 //!
@@ -53,6 +55,8 @@
 //! - `sqlite` (default): the `sqlite://` broker, [`SqliteBroker`], on
 //!   `sqlx`. Without it `connect("sqlite://…")` answers
 //!   [`BrokerError::BadUrl`] saying so.
+//! - `redis`: the `redis://` broker, `RedisBroker`, on `redis` (Redis 6 or
+//!   later for wake-ups; older servers are polled).
 
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
