@@ -128,6 +128,9 @@ async fn execute(
     done: mpsc::UnboundedSender<Completion>,
 ) {
     let started_at = now_ms();
+    shared
+        .started
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let execution = match module_for(&shared, &job.record).await {
         Ok(module) => {
             let call = TaskCall {

@@ -43,6 +43,8 @@ pub(crate) struct Shared {
     /// Woken when held tasks finish, so the pusher can take more.
     pub(crate) room: Notify,
     pub(crate) done: AtomicU64,
+    /// Tasks that began to run (for latency figures).
+    pub(crate) started: AtomicU64,
     pub(crate) stop: watch::Receiver<bool>,
 }
 
@@ -145,6 +147,7 @@ impl Cluster {
             held: Mutex::default(),
             room: Notify::new(),
             done: AtomicU64::new(0),
+            started: AtomicU64::new(0),
             stop: stop_rx,
         });
         let (job_tx, job_rx) = mpsc::unbounded_channel();
@@ -174,6 +177,11 @@ impl Cluster {
     /// Tasks finished since start.
     pub fn done(&self) -> u64 {
         self.shared.done.load(Ordering::Relaxed)
+    }
+
+    /// Tasks that began to run since start (finished or not).
+    pub fn started(&self) -> u64 {
+        self.shared.started.load(Ordering::Relaxed)
     }
 
     /// Tasks held right now.
