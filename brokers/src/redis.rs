@@ -3,25 +3,34 @@
 //!
 //! # Keys
 //!
-//! Every key starts with a prefix (`wasq`, or `?prefix=NAME` in the URL).
-//! The keys of queue `Q` carry the hash tag `{Q}`, so that they live in one
-//! cluster slot and one script may touch them all:
+//! Every key starts with a prefix `P` (`wasq`, or `?prefix=NAME` in the
+//! URL). The keys of queue `Q` carry the hash tag `{Q}`, so that they stay
+//! together in one cluster slot; two keys are shared by all queues, which
+//! the scripts touch too, so the broker works with one server (with or
+//! without replicas), not with Redis Cluster:
 //!
-//! | key                      | type   | holds                                        |
-//! |--------------------------|--------|----------------------------------------------|
-//! | `P:{Q}:ready`            | ZSET   | visible message ids, scored by id (FIFO)     |
-//! | `P:{Q}:leased`           | ZSET   | leased message ids, scored by lease end (ms) |
-//! | `P:{Q}:payload`          | HASH   | id → payload                                 |
-//! | `P:{Q}:deliveries`       | HASH   | id → delivery count (absent: never delivered)|
-//! | `P:seq`                  | STRING | the last id given out, in any queue          |
-//! | `P:queues`               | SET    | names of the queues that have messages       |
+//! | key                | type   | holds                                          |
+//! |--------------------|--------|------------------------------------------------|
+//! | `P:{Q}:ready`      | LIST   | visible message ids, oldest first              |
+//! | `P:{Q}:leased`     | ZSET   | leased ids by lease end (ms); [`SENTINEL`]     |
+//! | `P:{Q}:messages`   | HASH   | `<id>` → payload, `<id>:n` → delivery count    |
+//! | `P:seq`            | STRING | the last id given out, in any queue            |
+//! | `P:queues`         | SET    | names of the queues that have messages         |
 //!
-//! A message is in exactly one of `ready` and `leased`. Its delivery count
-//! is also the fencing token of its current delivery: ack ids are
-//! `"<id>:<count>"`, and a delivery holds its message while the count
-//! still matches and the message is in `leased`. Dequeue increments the
-//! count, so an earlier delivery's ack id stops matching; release moves
-//! the message back to `ready`, so the releasing ack id stops holding it.
+//! A message is in exactly one of `ready` and `leased`. Ids grow with
+//! every enqueue, so `ready` is in enqueue order; a released message goes
+//! back to its head, to be next. (`ready` is a list rather than a sorted
+//! set because appending to a list costs a fraction of a sorted-set
+//! insert, which the hot path pays per message.)
+//!
+//! The delivery count (absent before the first delivery, negative once
+//! released) is also the fencing token of the current delivery:
+//! ack ids are `"<id>:<count>"`, and a delivery holds its message while the
+//! stored count equals its token. Dequeue increments the count, so an
+//! earlier delivery's ack id stops matching; release stores it negated
+//! (the next dequeue continues from its magnitude), so the releasing ack
+//! id stops holding the message too. A positive count thus means the
+//! message is in `leased`, and checking a batch of ack ids is one `HMGET`.
 //! Ids come from one counter for all queues and are never reused, so an
 //! ack id names one message of one queue, even after
 //! [`Broker::delete_queue`].
@@ -101,13 +110,20 @@ const MAX_LEASE_MS: u64 = 100 * 365 * 24 * 3600 * 1000;
 const LISTEN_MIN_BACKOFF: Duration = Duration::from_millis(50);
 /// Longest pause of the wake-up listener between connection attempts.
 const LISTEN_MAX_BACKOFF: Duration = Duration::from_secs(5);
-/// The listener pings its connection after this long without news, to
-/// notice a connection that died silently.
+/// The listener pings its connection this often, to notice one that died
+/// without a word (a dropped route, a paused server).
 const LISTEN_PING_EVERY: Duration = Duration::from_secs(15);
 /// Longest [`Broker::wait`] while the listener is not subscribed (starting,
 /// reconnecting, or a server without RESP3): wake-ups may be lost then, so
 /// the caller is sent to look again soon.
 const UNHEARD_WAIT: Duration = Duration::from_millis(100);
+/// A member of every non-empty `leased` set, scored `+inf` (no lease ends
+/// then): longer than `zset-max-listpack-value` (64 by default), it keeps
+/// the set in its skiplist encoding, where an insert costs O(log n) rather
+/// than a scan of the whole compact list. It is not a number, so no
+/// message has it as id.
+const SENTINEL: &str =
+    "~ keeps this sorted set out of the listpack encoding, whose inserts scan the whole set ~";
 
 /// The first lines of every script that needs the time: `now`, the server
 /// clock in ms.
@@ -121,22 +137,20 @@ macro_rules! lua_now {
 /// Source of [`ENQUEUE`]; also sent whole (`EVAL`) inside the `MULTI` of a
 /// big batch, where a missing script could not be reloaded half way.
 ///
-/// KEYS: ready, payload, seq, queues. ARGV: queue, wake channel (empty: do
+/// KEYS: ready, messages, seq, queues. ARGV: queue, wake channel (empty: do
 /// not publish), payloads. Answers how many were added.
 const ENQUEUE_LUA: &str = "
 local n = #ARGV - 2
 if n <= 0 then return 0 end
-local last = redis.call('INCRBY', KEYS[3], n)
-local first = last - n
-local zadd, hset = {}, {}
+local first = redis.call('INCRBY', KEYS[3], n) - n
+local ids, hset = {}, {}
 for i = 1, n do
   local id = string.format('%d', first + i)
-  zadd[2 * i - 1] = id
-  zadd[2 * i] = id
+  ids[i] = id
   hset[2 * i - 1] = id
   hset[2 * i] = ARGV[i + 2]
 end
-redis.call('ZADD', KEYS[1], unpack(zadd))
+redis.call('RPUSH', KEYS[1], unpack(ids))
 redis.call('HSET', KEYS[2], unpack(hset))
 redis.call('SADD', KEYS[4], ARGV[1])
 if ARGV[2] ~= '' then redis.call('PUBLISH', ARGV[2], ARGV[1]) end
@@ -146,19 +160,21 @@ return n
 /// Appends messages; see [`ENQUEUE_LUA`].
 static ENQUEUE: LazyLock<Script> = LazyLock::new(|| Script::new(ENQUEUE_LUA));
 
-/// Leases up to ARGV[1] messages for ARGV[2] ms: the oldest (by id) of the
-/// visible ones and the expired leases. KEYS: ready, leased, payload,
-/// deliveries. Answers a flat array: id, delivery count, payload, …
+/// Leases up to ARGV[1] messages for ARGV[2] ms: the first of `ready` and
+/// the expired leases, merged by id. KEYS: ready, leased, messages.
+/// ARGV[3]: [`SENTINEL`]. Answers a flat array: id, delivery count,
+/// payload, …
 static DEQUEUE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         lua_now!(),
         "
 local max = tonumber(ARGV[1])
-local lease_end = now + tonumber(ARGV[2])
-local ready = redis.call('ZRANGE', KEYS[1], 0, max - 1)
+local lease_end = string.format('%d', now + tonumber(ARGV[2]))
 local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, max)
-local ids, from_ready = ready, #ready
+local ids = redis.call('LRANGE', KEYS[1], 0, max - 1)
+local from_ready = #ids
 if #expired > 0 then
+  local ready = ids
   table.sort(expired, function(a, b) return tonumber(a) < tonumber(b) end)
   ids, from_ready = {}, 0
   local i, j = 1, 1
@@ -174,32 +190,33 @@ if #expired > 0 then
   end
 end
 if #ids == 0 then return {} end
-if from_ready > 0 then redis.call('ZREMRANGEBYRANK', KEYS[1], 0, from_ready - 1) end
-local counts = redis.call('HMGET', KEYS[4], unpack(ids))
-local payloads = redis.call('HMGET', KEYS[3], unpack(ids))
-local zadd, hset, out, lost = {}, {}, {}, {}
+if from_ready > 0 then redis.call('LTRIM', KEYS[1], from_ready, -1) end
+local fields = {}
 for k = 1, #ids do
-  local id = ids[k]
-  if payloads[k] then
-    local count = string.format('%d', (tonumber(counts[k]) or 0) + 1)
+  fields[2 * k - 1] = ids[k]
+  fields[2 * k] = ids[k] .. ':n'
+end
+local got = redis.call('HMGET', KEYS[3], unpack(fields))
+local zadd, hset, out, lost = {'+inf', ARGV[3]}, {}, {}, {}
+for k = 1, #ids do
+  local id, payload = ids[k], got[2 * k - 1]
+  if payload then
+    local count = math.abs(tonumber(got[2 * k]) or 0) + 1
     zadd[#zadd + 1] = lease_end
     zadd[#zadd + 1] = id
-    hset[#hset + 1] = id
-    hset[#hset + 1] = count
+    hset[#hset + 1] = fields[2 * k]
+    hset[#hset + 1] = string.format('%d', count)
     out[#out + 1] = id
-    out[#out + 1] = tonumber(count)
-    out[#out + 1] = payloads[k]
+    out[#out + 1] = count
+    out[#out + 1] = payload
   else
     lost[#lost + 1] = id
   end
 end
-if #lost > 0 then
-  redis.call('ZREM', KEYS[2], unpack(lost))
-  redis.call('HDEL', KEYS[4], unpack(lost))
-end
-if #zadd > 0 then
+if #lost > 0 then redis.call('ZREM', KEYS[2], unpack(lost)) end
+if #hset > 0 then
   redis.call('ZADD', KEYS[2], unpack(zadd))
-  redis.call('HSET', KEYS[4], unpack(hset))
+  redis.call('HSET', KEYS[3], unpack(hset))
 end
 return out
 "
@@ -207,29 +224,33 @@ return out
 });
 
 /// Removes the messages the deliveries ARGV[2..] (id, count pairs) hold.
-/// KEYS: leased, payload, deliveries, ready, queues. ARGV[1]: the queue.
-/// Answers 1 or 0 per pair; a message answers once.
+/// KEYS: leased, messages, ready, queues. ARGV[1]: the queue. Answers 1
+/// or 0 per pair; a message answers once.
 static ACKNOWLEDGE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         "
-local out, gone, seen = {}, {}, {}
 local n = (#ARGV - 1) / 2
+local fields = {}
+for k = 1, n do fields[k] = ARGV[2 * k] .. ':n' end
+local counts = redis.call('HMGET', KEYS[2], unpack(fields))
+local out, gone, hdel, seen = {}, {}, {}, {}
 for k = 1, n do
-  local id, count = ARGV[2 * k], ARGV[2 * k + 1]
+  local id = ARGV[2 * k]
   out[k] = 0
-  if not seen[id] and redis.call('HGET', KEYS[3], id) == count
-      and redis.call('ZSCORE', KEYS[1], id) then
+  if counts[k] == ARGV[2 * k + 1] and not seen[id] then
     seen[id] = true
     gone[#gone + 1] = id
+    hdel[#hdel + 1] = id
+    hdel[#hdel + 1] = fields[k]
     out[k] = 1
   end
 end
 if #gone > 0 then
   redis.call('ZREM', KEYS[1], unpack(gone))
-  redis.call('HDEL', KEYS[2], unpack(gone))
-  redis.call('HDEL', KEYS[3], unpack(gone))
-  if redis.call('ZCARD', KEYS[1]) == 0 and redis.call('ZCARD', KEYS[4]) == 0 then
-    redis.call('SREM', KEYS[5], ARGV[1])
+  redis.call('HDEL', KEYS[2], unpack(hdel))
+  if redis.call('ZCOUNT', KEYS[1], '-inf', '(inf') == 0 and redis.call('LLEN', KEYS[3]) == 0 then
+    redis.call('DEL', KEYS[1])
+    redis.call('SREM', KEYS[4], ARGV[1])
   end
 end
 return out
@@ -238,20 +259,22 @@ return out
 });
 
 /// Extends to ARGV[1] ms from now the leases the deliveries ARGV[2..] (id,
-/// count pairs) hold. KEYS: leased, deliveries. Answers 1 or 0 per pair.
+/// count pairs) hold. KEYS: leased, messages. Answers 1 or 0 per pair.
 static RENEW: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         lua_now!(),
         "
-local lease_end = now + tonumber(ARGV[1])
-local out, zadd = {}, {}
+local lease_end = string.format('%d', now + tonumber(ARGV[1]))
 local n = (#ARGV - 1) / 2
+local fields = {}
+for k = 1, n do fields[k] = ARGV[2 * k] .. ':n' end
+local counts = redis.call('HMGET', KEYS[2], unpack(fields))
+local out, zadd = {}, {}
 for k = 1, n do
-  local id, count = ARGV[2 * k], ARGV[2 * k + 1]
   out[k] = 0
-  if redis.call('HGET', KEYS[2], id) == count and redis.call('ZSCORE', KEYS[1], id) then
+  if counts[k] == ARGV[2 * k + 1] then
     zadd[#zadd + 1] = lease_end
-    zadd[#zadd + 1] = id
+    zadd[#zadd + 1] = ARGV[2 * k]
     out[k] = 1
   end
 end
@@ -261,35 +284,37 @@ return out
     ))
 });
 
-/// Makes message ARGV[1] visible again if delivery ARGV[2] holds it, and
-/// publishes queue ARGV[4] on channel ARGV[3]. KEYS: ready, leased,
-/// deliveries. Answers 1 or 0.
+/// Makes message ARGV[1] visible again (first in line) if delivery ARGV[2]
+/// holds it, and publishes queue ARGV[4] on channel ARGV[3]. KEYS: ready,
+/// leased, messages. Answers 1 or 0.
 static RELEASE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         "
-if redis.call('HGET', KEYS[3], ARGV[1]) == ARGV[2] and redis.call('ZREM', KEYS[2], ARGV[1]) == 1 then
-  redis.call('ZADD', KEYS[1], ARGV[1], ARGV[1])
-  redis.call('PUBLISH', ARGV[3], ARGV[4])
-  return 1
-end
-return 0
+local field = ARGV[1] .. ':n'
+if redis.call('HGET', KEYS[3], field) ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[3], field, '-' .. ARGV[2])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('LPUSH', KEYS[1], ARGV[1])
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return 1
 ",
     )
 });
 
 /// Deletes message ARGV[1] whatever its state. KEYS: ready, leased,
-/// payload, deliveries, queues. ARGV[2]: the queue. Answers 1 if it
-/// existed.
+/// messages, queues. ARGV[2]: the queue. Answers 1 if it existed.
 static DELETE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         "
 local existed = redis.call('HDEL', KEYS[3], ARGV[1])
 if existed == 1 then
-  redis.call('ZREM', KEYS[1], ARGV[1])
-  redis.call('ZREM', KEYS[2], ARGV[1])
-  redis.call('HDEL', KEYS[4], ARGV[1])
-  if redis.call('ZCARD', KEYS[1]) == 0 and redis.call('ZCARD', KEYS[2]) == 0 then
-    redis.call('SREM', KEYS[5], ARGV[2])
+  redis.call('HDEL', KEYS[3], ARGV[1] .. ':n')
+  if redis.call('ZREM', KEYS[2], ARGV[1]) == 0 then
+    redis.call('LREM', KEYS[1], 1, ARGV[1])
+  end
+  if redis.call('LLEN', KEYS[1]) == 0 and redis.call('ZCOUNT', KEYS[2], '-inf', '(inf') == 0 then
+    redis.call('DEL', KEYS[2])
+    redis.call('SREM', KEYS[4], ARGV[2])
   end
 end
 return existed
@@ -298,38 +323,43 @@ return existed
 });
 
 /// Deletes the visible messages, expired leases included. KEYS: ready,
-/// leased, payload, deliveries, queues. ARGV[1]: the queue. Answers how
-/// many.
+/// leased, messages, queues. ARGV[1]: the queue. Answers how many.
 static PURGE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         lua_now!(),
         "
 local count = 0
 local function drop(ids)
-  for i = 1, #ids, 1000 do
-    local j = math.min(i + 999, #ids)
-    redis.call('HDEL', KEYS[3], unpack(ids, i, j))
-    redis.call('HDEL', KEYS[4], unpack(ids, i, j))
+  for i = 1, #ids, 500 do
+    local fields = {}
+    for k = i, math.min(i + 499, #ids) do
+      fields[#fields + 1] = ids[k]
+      fields[#fields + 1] = ids[k] .. ':n'
+    end
+    redis.call('HDEL', KEYS[3], unpack(fields))
   end
   count = count + #ids
 end
-drop(redis.call('ZRANGE', KEYS[1], 0, -1))
+drop(redis.call('LRANGE', KEYS[1], 0, -1))
 redis.call('DEL', KEYS[1])
 drop(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now))
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-if redis.call('ZCARD', KEYS[2]) == 0 then redis.call('SREM', KEYS[5], ARGV[1]) end
+if redis.call('ZCOUNT', KEYS[2], '-inf', '(inf') == 0 then
+  redis.call('DEL', KEYS[2])
+  redis.call('SREM', KEYS[4], ARGV[1])
+end
 return count
 "
     ))
 });
 
-/// Deletes every message of a queue. KEYS: ready,
-/// leased, payload, deliveries, queues. ARGV[1]: the queue.
+/// Deletes every message of a queue. KEYS: ready, leased, messages,
+/// queues. ARGV[1]: the queue.
 static DELETE_QUEUE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         "
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
-redis.call('SREM', KEYS[5], ARGV[1])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+redis.call('SREM', KEYS[4], ARGV[1])
 return 0
 ",
     )
@@ -341,8 +371,8 @@ static SIZES: LazyLock<Script> = LazyLock::new(|| {
         lua_now!(),
         "
 local expired = redis.call('ZCOUNT', KEYS[2], '-inf', now)
-local leased = redis.call('ZCOUNT', KEYS[2], '(' .. string.format('%d', now), '+inf')
-return {redis.call('ZCARD', KEYS[1]) + expired, leased}
+local leased = redis.call('ZCOUNT', KEYS[2], '(' .. string.format('%d', now), '(inf')
+return {redis.call('LLEN', KEYS[1]) + expired, leased}
 "
     ))
 });
@@ -351,8 +381,7 @@ return {redis.call('ZCARD', KEYS[1]) + expired, leased}
 struct Keys {
     ready: String,
     leased: String,
-    payload: String,
-    deliveries: String,
+    messages: String,
 }
 
 /// What a `redis://` URL says, once the parts that are ours are taken out.
@@ -371,8 +400,6 @@ struct Shared {
     wakers: Wakers,
     /// Whether the listener is subscribed (wake-ups reach us) right now.
     listening: watch::Sender<bool>,
-    /// Told by the connection when it drops, so the listener reconnects.
-    lost: Notify,
 }
 
 /// Queues in Redis: leases in sorted sets, every change one Lua script,
@@ -493,8 +520,7 @@ impl RedisBroker {
         Keys {
             ready: format!("{base}ready"),
             leased: format!("{base}leased"),
-            payload: format!("{base}payload"),
-            deliveries: format!("{base}deliveries"),
+            messages: format!("{base}messages"),
         }
     }
 
@@ -593,7 +619,7 @@ impl Broker for RedisBroker {
         let keys = self.keys(queue);
         let _: i64 = ENQUEUE
             .key(&keys.ready)
-            .key(&keys.payload)
+            .key(&keys.messages)
             .key(&self.seq_key)
             .key(&self.queues_key)
             .arg(queue)
@@ -615,7 +641,7 @@ impl Broker for RedisBroker {
             let keys = self.keys(queue);
             let _: i64 = ENQUEUE
                 .key(&keys.ready)
-                .key(&keys.payload)
+                .key(&keys.messages)
                 .key(&self.seq_key)
                 .key(&self.queues_key)
                 .arg(queue)
@@ -643,7 +669,7 @@ impl Broker for RedisBroker {
                 .arg(ENQUEUE_LUA)
                 .arg(4)
                 .arg(&keys.ready)
-                .arg(&keys.payload)
+                .arg(&keys.messages)
                 .arg(&self.seq_key)
                 .arg(&self.queues_key)
                 .arg(queue)
@@ -691,10 +717,10 @@ impl Broker for RedisBroker {
             let reply: Value = DEQUEUE
                 .key(&keys.ready)
                 .key(&keys.leased)
-                .key(&keys.payload)
-                .key(&keys.deliveries)
+                .key(&keys.messages)
                 .arg(want)
                 .arg(lease_ms)
+                .arg(SENTINEL)
                 .invoke_async(&mut conn)
                 .await
                 .map_err(|e| self.error(&e))?;
@@ -717,13 +743,7 @@ impl Broker for RedisBroker {
         let keys = self.keys(queue);
         self.held_script(
             &ACKNOWLEDGE,
-            &[
-                &keys.leased,
-                &keys.payload,
-                &keys.deliveries,
-                &keys.ready,
-                &self.queues_key,
-            ],
+            &[&keys.leased, &keys.messages, &keys.ready, &self.queues_key],
             queue,
             ack_ids,
         )
@@ -742,7 +762,7 @@ impl Broker for RedisBroker {
             .min(MAX_LEASE_MS);
         self.held_script(
             &RENEW,
-            &[&keys.leased, &keys.deliveries],
+            &[&keys.leased, &keys.messages],
             &lease_ms.to_string(),
             ack_ids,
         )
@@ -757,7 +777,7 @@ impl Broker for RedisBroker {
         let released: i64 = RELEASE
             .key(&keys.ready)
             .key(&keys.leased)
-            .key(&keys.deliveries)
+            .key(&keys.messages)
             .arg(id)
             .arg(count)
             .arg(&self.channel)
@@ -776,8 +796,7 @@ impl Broker for RedisBroker {
         let existed: i64 = DELETE
             .key(&keys.ready)
             .key(&keys.leased)
-            .key(&keys.payload)
-            .key(&keys.deliveries)
+            .key(&keys.messages)
             .key(&self.queues_key)
             .arg(id)
             .arg(queue)
@@ -792,8 +811,7 @@ impl Broker for RedisBroker {
         PURGE
             .key(&keys.ready)
             .key(&keys.leased)
-            .key(&keys.payload)
-            .key(&keys.deliveries)
+            .key(&keys.messages)
             .key(&self.queues_key)
             .arg(queue)
             .invoke_async(&mut self.conn())
@@ -806,8 +824,7 @@ impl Broker for RedisBroker {
         let _: i64 = DELETE_QUEUE
             .key(&keys.ready)
             .key(&keys.leased)
-            .key(&keys.payload)
-            .key(&keys.deliveries)
+            .key(&keys.messages)
             .key(&self.queues_key)
             .arg(queue)
             .invoke_async(&mut self.conn())
@@ -912,13 +929,13 @@ async fn listen(shared: Weak<Shared>, client: Client, channel: String, location:
     let mut backoff = LISTEN_MIN_BACKOFF;
     let mut failures = 0_u32;
     loop {
-        let conn = match tokio::time::timeout(
+        let (conn, lost) = match tokio::time::timeout(
             CONNECT_TIMEOUT + RESPONSE_TIMEOUT,
             subscribe(&shared, &client, &channel),
         )
         .await
         {
-            Ok(Ok(conn)) => conn,
+            Ok(Ok(subscribed)) => subscribed,
             failed => {
                 let reason = match failed {
                     Ok(Err(e)) => one_line(&e),
@@ -955,24 +972,29 @@ async fn listen(shared: Weak<Shared>, client: Client, channel: String, location:
         // Whatever was published while we were not listening is lost.
         strong.wakers.wake_all();
         drop(strong);
-        pump(&shared, conn).await;
+        pump(conn, &lost).await;
         let Some(strong) = shared.upgrade() else {
             return;
         };
         strong.listening.send_replace(false);
+        // Waiters would not hear of what comes meanwhile: send them to look.
+        strong.wakers.wake_all();
         tracing::debug!(location, "Redis wake-up listener lost its connection");
     }
 }
 
 /// A RESP3 connection subscribed to `channel`, whose messages wake the
-/// waiters of `shared` (from the connection's own task, at once).
+/// waiters of `shared` (from the connection's own task, at once), and what
+/// it notifies when it drops.
 async fn subscribe(
     shared: &Weak<Shared>,
     client: &Client,
     channel: &str,
-) -> Result<MultiplexedConnection, RedisError> {
+) -> Result<(MultiplexedConnection, Arc<Notify>), RedisError> {
+    let lost = Arc::new(Notify::new());
     let on_push = {
         let shared = shared.clone();
+        let lost = Arc::clone(&lost);
         move |push: PushInfo| -> Result<(), ()> {
             let Some(shared) = shared.upgrade() else {
                 return Err(());
@@ -983,7 +1005,7 @@ async fn subscribe(
                         shared.wakers.wake(&String::from_utf8_lossy(queue));
                     }
                 }
-                PushKind::Disconnection => shared.lost.notify_one(),
+                PushKind::Disconnection => lost.notify_one(),
                 _ => {}
             }
             Ok(())
@@ -997,18 +1019,16 @@ async fn subscribe(
         .get_multiplexed_async_connection_with_config(&config)
         .await?;
     conn.subscribe(channel).await?;
-    Ok(conn)
+    Ok((conn, lost))
 }
 
-/// Keeps `conn` until it drops (or stops answering pings).
-async fn pump(shared: &Weak<Shared>, mut conn: MultiplexedConnection) {
+/// Keeps `conn` until it drops (`lost`) or stops answering pings.
+async fn pump(mut conn: MultiplexedConnection, lost: &Notify) {
     loop {
-        let Some(strong) = shared.upgrade() else {
-            return;
-        };
-        let lost = tokio::time::timeout(LISTEN_PING_EVERY, strong.lost.notified()).await;
-        drop(strong);
-        if lost.is_ok() {
+        if tokio::time::timeout(LISTEN_PING_EVERY, lost.notified())
+            .await
+            .is_ok()
+        {
             return;
         }
         if let Err(e) = ::redis::cmd("PING").exec_async(&mut conn).await {
@@ -1103,5 +1123,495 @@ fn one_line(e: &RedisError) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+    use std::process::{Child, Command, Stdio};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Instant;
+
     use super::*;
+
+    /// A lease that does not run out during a test.
+    const LONG: Duration = Duration::from_secs(600);
+    /// How long something that should happen may take before a test fails.
+    const DEADLINE: Duration = Duration::from_secs(30);
+
+    /// The Redis server `cargo xtask test` started.
+    fn server_url() -> String {
+        match std::env::var("WASQ_TEST_REDIS_URL") {
+            Ok(url) if !url.is_empty() => url,
+            _ => panic!(
+                "WASQ_TEST_REDIS_URL is not set: run the tests with `cargo xtask test`, which starts Redis and sets it"
+            ),
+        }
+    }
+
+    /// A name no other test uses, on this server.
+    fn unique(tag: &str) -> String {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        format!(
+            "{tag}-{}-{nanos}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    /// `url` with `?prefix=PREFIX` added.
+    fn with_prefix(url: &str, prefix: &str) -> String {
+        let sep = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{sep}prefix={prefix}")
+    }
+
+    /// A broker on the test server with a prefix of its own.
+    async fn broker() -> RedisBroker {
+        RedisBroker::connect(&with_prefix(&server_url(), &unique("unit")))
+            .await
+            .unwrap()
+    }
+
+    /// Waits until `check` answers true, failing after [`DEADLINE`].
+    async fn eventually<F: Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
+        let start = Instant::now();
+        while !check().await {
+            assert!(
+                start.elapsed() < DEADLINE,
+                "not within {DEADLINE:?}: {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until the broker's wake-up listener is subscribed.
+    async fn listening(broker: &RedisBroker) {
+        broker.wait("unit-warm-up", Duration::ZERO).await;
+        eventually("the listener subscribes", || async {
+            *broker.shared.listening.borrow()
+        })
+        .await;
+    }
+
+    fn payloads(deliveries: &[Delivery]) -> Vec<Vec<u8>> {
+        deliveries.iter().map(|d| d.payload.clone()).collect()
+    }
+
+    #[test]
+    fn urls_give_prefix_and_redis_url() {
+        let cases = [
+            ("redis://localhost", "redis://localhost", "wasq"),
+            (
+                "redis://:pw@cache:6380/2?prefix=team-a.jobs:v1",
+                "redis://:pw@cache:6380/2",
+                "team-a.jobs:v1",
+            ),
+            (
+                "redis://h?protocol=resp3&prefix=p",
+                "redis://h?protocol=resp3",
+                "p",
+            ),
+            (
+                "rediss://h:6380/?prefix=p#insecure",
+                "rediss://h:6380/#insecure",
+                "p",
+            ),
+            ("REDIS://h?", "REDIS://h", "wasq"),
+        ];
+        for (url, redis_url, prefix) in cases {
+            let settings = parse_url(url).unwrap();
+            assert_eq!(settings.redis_url, redis_url, "{url}");
+            assert_eq!(settings.prefix, prefix, "{url}");
+        }
+    }
+
+    #[test]
+    fn bad_urls_say_why() {
+        let cases = [
+            ("localhost:6379", "expected redis://"),
+            ("http://h", "not a Redis scheme"),
+            ("redis://h?prefix=", "empty"),
+            ("redis://h?prefix=a&prefix=b", "twice"),
+            ("redis://h?prefix=a{b}", "'{'"),
+            ("redis://h?prefix=a b", "' '"),
+            ("redis://:hunter2@h?prefx=a", "unknown option `prefx`"),
+            ("redis://h?db=2", "unknown option `db`"),
+        ];
+        for (url, reason) in cases {
+            let e = parse_url(url).unwrap_err();
+            let text = e.to_string();
+            assert!(matches!(e, BrokerError::BadUrl { .. }), "{url}: {e:?}");
+            assert!(text.contains(reason), "{url}: {text}");
+            assert!(!text.contains("hunter2"), "{text}");
+        }
+    }
+
+    #[tokio::test]
+    async fn urls_redis_cannot_read_are_bad() {
+        for url in [
+            "redis://:hunter2@h:notaport",
+            "redis://:hunter2@h/notadb",
+            "redis://h?protocol=9",
+            "redis://",
+        ] {
+            let e = RedisBroker::connect(url).await.unwrap_err();
+            assert!(matches!(e, BrokerError::BadUrl { .. }), "{url}: {e:?}");
+            assert!(!e.to_string().contains("hunter2"), "{e}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_closed_port_fails_fast_with_one_line() {
+        let url = "redis://:hunter2@127.0.0.1:1/0";
+        let e = tokio::time::timeout(DEADLINE, RedisBroker::connect(url))
+            .await
+            .expect("connect hung")
+            .unwrap_err();
+        let text = e.to_string();
+        assert!(matches!(e, BrokerError::Unreachable(_)), "{e:?}");
+        assert!(text.contains("redis://:***@127.0.0.1:1/0"), "{text}");
+        assert!(!text.contains("hunter2") && !text.contains('\n'), "{text}");
+    }
+
+    #[tokio::test]
+    async fn tls_to_a_server_without_it_fails() {
+        // Accepts connections and answers with plain text, not TLS.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().take(4) {
+                let Ok(mut stream) = stream else { return };
+                let _ = std::io::Write::write_all(&mut stream, b"-ERR not TLS\r\n");
+            }
+        });
+        let url = format!("rediss://127.0.0.1:{port}");
+        let e = tokio::time::timeout(DEADLINE, RedisBroker::connect(&url))
+            .await
+            .expect("connect hung")
+            .unwrap_err();
+        assert!(matches!(e, BrokerError::Unreachable(_)), "{e:?}");
+        assert!(e.to_string().contains(&url), "{e}");
+    }
+
+    #[test]
+    fn batches_are_cut_by_count_and_bytes() {
+        let sizes = |payloads: &[Vec<u8>]| -> Vec<usize> {
+            chunks(payloads).iter().map(|c| c.len()).collect()
+        };
+        assert!(chunks(&[]).is_empty());
+        assert_eq!(sizes(&vec![vec![0]; 1]), [1]);
+        assert_eq!(sizes(&vec![vec![0]; BATCH]), [BATCH]);
+        assert_eq!(sizes(&vec![vec![0]; 2 * BATCH + 1]), [BATCH, BATCH, 1]);
+        let big = vec![vec![0; BATCH_BYTES / 2 + 1]; 3];
+        assert_eq!(sizes(&big), [1, 1, 1]);
+        let huge = vec![vec![0], vec![0; BATCH_BYTES + 1], vec![0]];
+        assert_eq!(sizes(&huge), [1, 1, 1]);
+    }
+
+    #[test]
+    fn odd_dequeue_replies_are_errors() {
+        let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+        assert_eq!(parse_deliveries(Value::Array(Vec::new())).unwrap(), []);
+        let good = parse_deliveries(Value::Array(vec![bulk("7"), Value::Int(2), bulk("x")]));
+        assert_eq!(
+            good.unwrap(),
+            [Delivery {
+                ack_id: AckId::new(7, 2),
+                payload: b"x".to_vec(),
+                deliveries: 2
+            }]
+        );
+        for bad in [
+            Value::Int(1),
+            Value::Array(vec![bulk("7"), Value::Int(2)]),
+            Value::Array(vec![bulk("x"), Value::Int(2), bulk("x")]),
+            Value::Array(vec![bulk("7"), Value::Int(-2), bulk("x")]),
+            Value::Array(vec![bulk("7"), Value::Int(2), Value::Nil]),
+        ] {
+            assert!(parse_deliveries(bad.clone()).is_err(), "{bad:?}");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn prefixes_keep_setups_apart() {
+        let (a, b) = (broker().await, broker().await);
+        a.enqueue("q", b"a".to_vec()).await.unwrap();
+        assert_eq!(a.queues().await.unwrap(), ["q"]);
+        assert!(b.queues().await.unwrap().is_empty());
+        assert_eq!(b.queue_size("q").await.unwrap(), 0);
+        assert!(b.dequeue("q", 10, LONG).await.unwrap().is_empty());
+        assert_eq!(payloads(&a.dequeue("q", 10, LONG).await.unwrap()), [b"a"]);
+        assert_eq!(a.info().kind, "redis");
+        assert!(a.info().location.contains("prefix=unit-"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_expired_lease_is_still_held_until_taken_again() {
+        let b = broker().await;
+        b.enqueue("q", b"a".to_vec()).await.unwrap();
+        let d = b.dequeue("q", 1, Duration::ZERO).await.unwrap().remove(0);
+        assert_eq!(
+            (
+                b.queue_size("q").await.unwrap(),
+                b.lock_size("q").await.unwrap()
+            ),
+            (1, 0)
+        );
+        assert_eq!(
+            b.renew("q", std::slice::from_ref(&d.ack_id), LONG)
+                .await
+                .unwrap(),
+            [true]
+        );
+        assert_eq!(
+            (
+                b.queue_size("q").await.unwrap(),
+                b.lock_size("q").await.unwrap()
+            ),
+            (0, 1)
+        );
+        // Twice the same ack id: the message answers once.
+        assert_eq!(
+            b.acknowledge("q", &[d.ack_id.clone(), d.ack_id])
+                .await
+                .unwrap(),
+            [true, false]
+        );
+        assert!(b.queues().await.unwrap().is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_empty_queue_leaves_no_key_behind() {
+        let b = broker().await;
+        let keys = b.keys("q");
+        let left = || async {
+            let n: u64 = ::redis::cmd("EXISTS")
+                .arg(&keys.ready)
+                .arg(&keys.leased)
+                .arg(&keys.messages)
+                .query_async(&mut b.conn())
+                .await
+                .unwrap();
+            n
+        };
+        let b = &b;
+        let taken = |n: usize| async move { b.dequeue("q", n, LONG).await.unwrap() };
+        // Emptied by acknowledge, by delete, by purge.
+        b.enqueue_batch("q", vec![b"a".to_vec(); 300])
+            .await
+            .unwrap();
+        let all = taken(300).await;
+        let acks: Vec<AckId> = all.iter().map(|d| d.ack_id.clone()).collect();
+        assert!(b.acknowledge("q", &acks).await.unwrap().iter().all(|&h| h));
+        assert_eq!(left().await, 0);
+        b.enqueue_batch("q", vec![b"a".to_vec(); 2]).await.unwrap();
+        let two = taken(2).await;
+        assert!(b.release("q", &two[0].ack_id).await.unwrap());
+        assert!(b.delete("q", &two[0].ack_id).await.unwrap());
+        assert!(b.delete("q", &two[1].ack_id).await.unwrap());
+        assert_eq!(left().await, 0);
+        b.enqueue_batch("q", vec![b"a".to_vec(); 2]).await.unwrap();
+        let one = b.dequeue("q", 1, Duration::ZERO).await.unwrap();
+        assert_eq!(one.len(), 1);
+        assert_eq!(b.purge_queue("q").await.unwrap(), 2);
+        assert_eq!(left().await, 0);
+        assert!(b.queues().await.unwrap().is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn big_batches_keep_their_order() {
+        let b = broker().await;
+        let n = 2 * BATCH + 500;
+        let sent: Vec<Vec<u8>> = (0..n).map(|i| i.to_string().into_bytes()).collect();
+        // Several script calls in one transaction.
+        b.enqueue_batch("q", sent.clone()).await.unwrap();
+        b.enqueue("q", b"last".to_vec()).await.unwrap();
+        assert_eq!(b.queue_size("q").await.unwrap(), n as u64 + 1);
+        // More than one script call's worth in one dequeue.
+        let got = b.dequeue("q", n, LONG).await.unwrap();
+        assert_eq!(payloads(&got), sent);
+        let acks: Vec<AckId> = got.iter().map(|d| d.ack_id.clone()).collect();
+        let held = b.acknowledge("q", &acks).await.unwrap();
+        assert!(held.iter().all(|&h| h));
+        assert_eq!(
+            payloads(&b.dequeue("q", usize::MAX, LONG).await.unwrap()),
+            [b"last"]
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn scripts_are_loaded_again_when_the_server_forgot_them() {
+        let b = broker().await;
+        b.enqueue("q", b"a".to_vec()).await.unwrap();
+        let _: () = ::redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query_async(&mut b.conn())
+            .await
+            .unwrap();
+        b.enqueue("q", b"b".to_vec()).await.unwrap();
+        let got = b.dequeue("q", 10, LONG).await.unwrap();
+        assert_eq!(payloads(&got), [b"a", b"b"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn enqueue_and_release_wake_other_processes() {
+        let url = with_prefix(&server_url(), &unique("wake"));
+        let consumer = Arc::new(RedisBroker::connect(&url).await.unwrap());
+        let producer = RedisBroker::connect(&url).await.unwrap();
+        listening(&consumer).await;
+        let waiter = |queue: &'static str| {
+            let consumer = Arc::clone(&consumer);
+            tokio::spawn(async move {
+                // Far longer than the test may take: only a wake-up ends it.
+                consumer.wait(queue, DEADLINE * 10).await;
+            })
+        };
+
+        let woken = waiter("q");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        producer.enqueue("q", b"x".to_vec()).await.unwrap();
+        tokio::time::timeout(DEADLINE, woken)
+            .await
+            .expect("the enqueue did not wake the waiter")
+            .unwrap();
+
+        let d = producer.dequeue("q", 1, LONG).await.unwrap().remove(0);
+        let woken = waiter("q");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(producer.release("q", &d.ack_id).await.unwrap());
+        tokio::time::timeout(DEADLINE, woken)
+            .await
+            .expect("the release did not wake the waiter")
+            .unwrap();
+
+        // A wake-up nobody waited for is kept for the next wait.
+        producer.enqueue("kept", b"y".to_vec()).await.unwrap();
+        tokio::time::timeout(DEADLINE, consumer.wait("kept", DEADLINE * 10))
+            .await
+            .expect("the wake-up was not kept");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dropping_the_broker_stops_its_listener() {
+        let prefix = unique("drop");
+        let url = with_prefix(&server_url(), &prefix);
+        let observer = RedisBroker::connect(&url).await.unwrap();
+        let subscribers = || async {
+            let (_, n): (String, u64) = ::redis::cmd("PUBSUB")
+                .arg("NUMSUB")
+                .arg(format!("{prefix}:wake"))
+                .query_async(&mut observer.conn())
+                .await
+                .unwrap();
+            n
+        };
+        let b = RedisBroker::connect(&url).await.unwrap();
+        assert_eq!(subscribers().await, 0, "no listener before the first wait");
+        listening(&b).await;
+        assert_eq!(subscribers().await, 1);
+        drop(b);
+        eventually("the listener unsubscribes", || async {
+            subscribers().await == 0
+        })
+        .await;
+    }
+
+    /// A `redis-server` of the test's own, on `port`, without persistence.
+    fn start_server(port: u16, dir: &Path) -> Child {
+        let program = std::env::var("WASQ_TEST_REDIS_SERVER").unwrap_or("redis-server".into());
+        Command::new(&program)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--dir"])
+            .arg(dir)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start `{program}` ({e}): this test restarts a Redis server of its own; install redis-server or set WASQ_TEST_REDIS_SERVER to its path (`cargo xtask test` provides one)"
+                )
+            })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_restarted_server_is_used_again() {
+        // Like the other server tests, this one runs under `cargo xtask test`.
+        let _ = server_url();
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("redis://127.0.0.1:{port}");
+        let mut server = start_server(port, dir.path());
+        let started = Instant::now();
+        let b = loop {
+            match RedisBroker::connect(&url).await {
+                Ok(b) => break b,
+                Err(e) => assert!(started.elapsed() < DEADLINE, "server not up: {e}"),
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        b.enqueue("q", b"before".to_vec()).await.unwrap();
+        listening(&b).await;
+        let waiting = {
+            // A waiter from before the crash is sent to look again.
+            let url = url.clone();
+            tokio::spawn(async move {
+                let b = RedisBroker::connect(&url).await.unwrap();
+                listening(&b).await;
+                b.wait("idle", DEADLINE * 10).await;
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(200)).await;
+
+        server.kill().unwrap();
+        server.wait().unwrap();
+        let e = tokio::time::timeout(DEADLINE, b.queue_size("q"))
+            .await
+            .expect("a call to a dead server hung");
+        assert!(matches!(e, Err(BrokerError::Unreachable(_))), "{e:?}");
+        for _ in 0..3 {
+            let e = tokio::time::timeout(DEADLINE, b.enqueue("q", b"lost".to_vec()))
+                .await
+                .expect("a call to a dead server hung");
+            assert!(e.is_err(), "{e:?}");
+        }
+        tokio::time::timeout(DEADLINE, b.wait("q", DEADLINE * 10))
+            .await
+            .expect("a wait hung while the server was down");
+        tokio::time::timeout(DEADLINE, waiting)
+            .await
+            .expect("a waiter was not woken when the connection dropped")
+            .unwrap();
+
+        let mut server = start_server(port, dir.path());
+        eventually("the broker reconnects", || async { b.ping().await.is_ok() }).await;
+        // The new server knows no scripts: they are loaded again.
+        b.enqueue("q", b"after".to_vec()).await.unwrap();
+        b.enqueue_batch("q", vec![b"batch".to_vec(); 2 * BATCH])
+            .await
+            .unwrap();
+        let got = b.dequeue("q", 1, LONG).await.unwrap();
+        assert_eq!(payloads(&got), [b"after"]);
+        assert_eq!(
+            b.acknowledge("q", &[got[0].ack_id.clone()]).await.unwrap(),
+            [true]
+        );
+        // And wake-ups flow again.
+        listening(&b).await;
+        let consumer = Arc::new(b);
+        let woken = {
+            let consumer = Arc::clone(&consumer);
+            tokio::spawn(async move { consumer.wait("fresh", DEADLINE * 10).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        consumer.enqueue("fresh", b"x".to_vec()).await.unwrap();
+        tokio::time::timeout(DEADLINE, woken)
+            .await
+            .expect("no wake-up after the restart")
+            .unwrap();
+        server.kill().unwrap();
+        server.wait().unwrap();
+    }
 }
