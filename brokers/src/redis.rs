@@ -102,6 +102,8 @@ const RECONNECT_MAX_DELAY: Duration = Duration::from_secs(1);
 /// 8000 values in one `unpack`, and one call blocks the server while it
 /// runs, so big batches are cut into calls of this many.
 const BATCH: usize = 1000;
+/// Messages per purge script call.
+const PURGE_BATCH: u64 = 10_000;
 /// Payload bytes per enqueue script call, whatever the count.
 const BATCH_BYTES: usize = 16 << 20;
 /// Leases longer than this (about 100 years) are cut to it.
@@ -322,33 +324,36 @@ return existed
     )
 });
 
-/// Deletes the visible messages, expired leases included. KEYS: ready,
-/// leased, messages, queues. ARGV[1]: the queue. Answers how many.
+/// Deletes up to ARGV[2] visible messages and up to as many expired
+/// leases. KEYS: ready, leased, messages, queues. ARGV[1]: the queue.
+/// Answers `{visible, expired}`, how many of each.
 static PURGE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         lua_now!(),
         "
-local count = 0
-local function drop(ids)
+local limit = tonumber(ARGV[2])
+local function drop(ids, leased)
   for i = 1, #ids, 500 do
+    local j = math.min(i + 499, #ids)
     local fields = {}
-    for k = i, math.min(i + 499, #ids) do
+    for k = i, j do
       fields[#fields + 1] = ids[k]
       fields[#fields + 1] = ids[k] .. ':n'
     end
     redis.call('HDEL', KEYS[3], unpack(fields))
+    if leased then redis.call('ZREM', KEYS[2], unpack(ids, i, j)) end
   end
-  count = count + #ids
 end
-drop(redis.call('LRANGE', KEYS[1], 0, -1))
-redis.call('DEL', KEYS[1])
-drop(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now))
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-if redis.call('ZCOUNT', KEYS[2], '-inf', '(inf') == 0 then
+local ready = redis.call('LRANGE', KEYS[1], 0, limit - 1)
+if #ready > 0 then redis.call('LTRIM', KEYS[1], #ready, -1) end
+drop(ready, false)
+local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, limit)
+drop(expired, true)
+if redis.call('LLEN', KEYS[1]) == 0 and redis.call('ZCOUNT', KEYS[2], '-inf', '(inf') == 0 then
   redis.call('DEL', KEYS[2])
   redis.call('SREM', KEYS[4], ARGV[1])
 end
-return count
+return {#ready, #expired}
 "
     ))
 });
@@ -358,7 +363,7 @@ return count
 static DELETE_QUEUE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         "
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+redis.call('UNLINK', KEYS[1], KEYS[2], KEYS[3])
 redis.call('SREM', KEYS[4], ARGV[1])
 return 0
 ",
@@ -808,15 +813,26 @@ impl Broker for RedisBroker {
 
     async fn purge_queue(&self, queue: &str) -> Result<u64, BrokerError> {
         let keys = self.keys(queue);
-        PURGE
-            .key(&keys.ready)
-            .key(&keys.leased)
-            .key(&keys.messages)
-            .key(&self.queues_key)
-            .arg(queue)
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(|e| self.error(&e))
+        let mut conn = self.conn();
+        let mut purged = 0;
+        // A call at a time, so that a long queue does not block the server
+        // (nor run past the reply timeout) in one script.
+        loop {
+            let (visible, expired): (u64, u64) = PURGE
+                .key(&keys.ready)
+                .key(&keys.leased)
+                .key(&keys.messages)
+                .key(&self.queues_key)
+                .arg(queue)
+                .arg(PURGE_BATCH)
+                .invoke_async(&mut conn)
+                .await
+                .map_err(|e| self.error(&e))?;
+            purged += visible + expired;
+            if visible < PURGE_BATCH && expired < PURGE_BATCH {
+                return Ok(purged);
+            }
+        }
     }
 
     async fn delete_queue(&self, queue: &str) -> Result<(), BrokerError> {
@@ -1415,6 +1431,34 @@ mod tests {
         assert_eq!(one.len(), 1);
         assert_eq!(b.purge_queue("q").await.unwrap(), 2);
         assert_eq!(left().await, 0);
+        assert!(b.queues().await.unwrap().is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn purging_more_than_a_call_takes() {
+        let b = broker().await;
+        let n = usize::try_from(PURGE_BATCH).unwrap() + 5;
+        b.enqueue_batch("q", vec![b"v".to_vec(); n]).await.unwrap();
+        // Expired leases count as visible.
+        let expired = b.dequeue("q", n, Duration::ZERO).await.unwrap();
+        assert_eq!(expired.len(), n);
+        b.enqueue_batch("q", vec![b"v".to_vec(); n]).await.unwrap();
+        // One of the expired ones is taken again, and held.
+        let held = b.dequeue("q", 1, LONG).await.unwrap();
+        assert_eq!(held.len(), 1);
+        b.enqueue("q", b"w".to_vec()).await.unwrap();
+        assert_eq!(b.purge_queue("q").await.unwrap(), 2 * n as u64);
+        assert_eq!(
+            (
+                b.queue_size("q").await.unwrap(),
+                b.lock_size("q").await.unwrap()
+            ),
+            (0, 1)
+        );
+        assert_eq!(
+            b.acknowledge("q", &[held[0].ack_id.clone()]).await.unwrap(),
+            [true]
+        );
         assert!(b.queues().await.unwrap().is_empty());
     }
 
