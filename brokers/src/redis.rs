@@ -1,27 +1,16 @@
 //! `redis://HOST[:PORT][/DB]` and `rediss://…` (TLS): queues in Redis,
-//! shared by every process that can reach the server. [`RedisBroker`].
+//! shared by every process that can reach the server. [`RedisBroker`],
+//! whose docs list the keys.
 //!
-//! # Keys
-//!
-//! Every key starts with a prefix `P` (`wasq`, or `?prefix=NAME` in the
-//! URL). The keys of queue `Q` carry the hash tag `{Q}`, so that they stay
-//! together in one cluster slot; two keys are shared by all queues, which
-//! the scripts touch too, so the broker works with one server (with or
-//! without replicas), not with Redis Cluster:
-//!
-//! | key                | type   | holds                                          |
-//! |--------------------|--------|------------------------------------------------|
-//! | `P:{Q}:ready`      | LIST   | visible message ids, oldest first              |
-//! | `P:{Q}:leased`     | ZSET   | leased ids by lease end (ms); [`SENTINEL`]     |
-//! | `P:{Q}:messages`   | HASH   | `<id>` → payload, `<id>:n` → delivery count    |
-//! | `P:seq`            | STRING | the last id given out, in any queue            |
-//! | `P:queues`         | SET    | names of the queues that have messages         |
+//! # Messages, leases, fencing
 //!
 //! A message is in exactly one of `ready` and `leased`. Ids grow with
 //! every enqueue, so `ready` is in enqueue order; a released message goes
 //! back to its head, to be next. (`ready` is a list rather than a sorted
 //! set because appending to a list costs a fraction of a sorted-set
-//! insert, which the hot path pays per message.)
+//! insert, which the hot path pays per message.) A non-empty `leased` also
+//! holds [`SENTINEL`], which keeps it in the encoding where inserts are
+//! cheap.
 //!
 //! The delivery count (absent before the first delivery, negative once
 //! released) is also the fencing token of the current delivery:
@@ -64,7 +53,11 @@
 //! backoff when it breaks. Connection attempts time out after
 //! [`CONNECT_TIMEOUT`] and replies after [`RESPONSE_TIMEOUT`], so a call
 //! made while Redis is down fails with [`BrokerError::Unreachable`] within
-//! a few seconds instead of hanging.
+//! a few seconds instead of hanging. The call that finds the connection
+//! broken fails too (it may or may not have run: the caller's retry is at
+//! least once); once the server is back, the next calls reconnect. Redis
+//! keeps no scripts across a restart: redis-rs loads them again on
+//! `NOSCRIPT`.
 
 use std::fmt;
 use std::sync::{Arc, LazyLock, OnceLock, Weak};
@@ -162,9 +155,9 @@ return n
 /// Appends messages; see [`ENQUEUE_LUA`].
 static ENQUEUE: LazyLock<Script> = LazyLock::new(|| Script::new(ENQUEUE_LUA));
 
-/// Leases up to ARGV[1] messages for ARGV[2] ms: the first of `ready` and
+/// Leases up to `ARGV[1]` messages for `ARGV[2]` ms: the first of `ready` and
 /// the expired leases, merged by id. KEYS: ready, leased, messages.
-/// ARGV[3]: [`SENTINEL`]. Answers a flat array: id, delivery count,
+/// `ARGV[3]`: [`SENTINEL`]. Answers a flat array: id, delivery count,
 /// payload, …
 static DEQUEUE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
@@ -225,8 +218,8 @@ return out
     ))
 });
 
-/// Removes the messages the deliveries ARGV[2..] (id, count pairs) hold.
-/// KEYS: leased, messages, ready, queues. ARGV[1]: the queue. Answers 1
+/// Removes the messages the deliveries `ARGV[2..]` (id, count pairs) hold.
+/// KEYS: leased, messages, ready, queues. `ARGV[1]`: the queue. Answers 1
 /// or 0 per pair; a message answers once.
 static ACKNOWLEDGE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -260,7 +253,7 @@ return out
     )
 });
 
-/// Extends to ARGV[1] ms from now the leases the deliveries ARGV[2..] (id,
+/// Extends to `ARGV[1]` ms from now the leases the deliveries `ARGV[2..]` (id,
 /// count pairs) hold. KEYS: leased, messages. Answers 1 or 0 per pair.
 static RENEW: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
@@ -286,8 +279,8 @@ return out
     ))
 });
 
-/// Makes message ARGV[1] visible again (first in line) if delivery ARGV[2]
-/// holds it, and publishes queue ARGV[4] on channel ARGV[3]. KEYS: ready,
+/// Makes message `ARGV[1]` visible again (first in line) if delivery `ARGV[2]`
+/// holds it, and publishes queue `ARGV[4]` on channel `ARGV[3]`. KEYS: ready,
 /// leased, messages. Answers 1 or 0.
 static RELEASE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -303,8 +296,8 @@ return 1
     )
 });
 
-/// Deletes message ARGV[1] whatever its state. KEYS: ready, leased,
-/// messages, queues. ARGV[2]: the queue. Answers 1 if it existed.
+/// Deletes message `ARGV[1]` whatever its state. KEYS: ready, leased,
+/// messages, queues. `ARGV[2]`: the queue. Answers 1 if it existed.
 static DELETE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         "
@@ -324,8 +317,8 @@ return existed
     )
 });
 
-/// Deletes up to ARGV[2] visible messages and up to as many expired
-/// leases. KEYS: ready, leased, messages, queues. ARGV[1]: the queue.
+/// Deletes up to `ARGV[2]` visible messages and up to as many expired
+/// leases. KEYS: ready, leased, messages, queues. `ARGV[1]`: the queue.
 /// Answers `{visible, expired}`, how many of each.
 static PURGE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
@@ -359,7 +352,7 @@ return {#ready, #expired}
 });
 
 /// Deletes every message of a queue. KEYS: ready, leased, messages,
-/// queues. ARGV[1]: the queue.
+/// queues. `ARGV[1]`: the queue.
 static DELETE_QUEUE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         "
@@ -382,10 +375,13 @@ return {redis.call('LLEN', KEYS[1]) + expired, leased}
     ))
 });
 
-/// The keys of one queue.
+/// The keys of one queue (see the table in the [module docs](self)).
 struct Keys {
+    /// `P:{Q}:ready`.
     ready: String,
+    /// `P:{Q}:leased`.
     leased: String,
+    /// `P:{Q}:messages`.
     messages: String,
 }
 
@@ -407,8 +403,34 @@ struct Shared {
     listening: watch::Sender<bool>,
 }
 
-/// Queues in Redis: leases in sorted sets, every change one Lua script,
-/// wake-ups over pub/sub. See the [module docs](self) for the layout.
+/// Queues in one Redis server (6 or later), shared by every process that
+/// reaches it: leases in sorted sets, every change one Lua script (so each
+/// operation is atomic), wake-ups over pub/sub. Opened by
+/// [`RedisBroker::connect`], or [`connect`](crate::connect) with a
+/// `redis://` or `rediss://` URL.
+///
+/// # Keys
+///
+/// Every key starts with a prefix `P` (`wasq`, or `?prefix=NAME` in the
+/// URL), so that several setups can share one database. The keys of queue
+/// `Q` carry the hash tag `{Q}`:
+///
+/// | key                | type   | holds                                          |
+/// |--------------------|--------|------------------------------------------------|
+/// | `P:{Q}:ready`      | LIST   | visible message ids, oldest first              |
+/// | `P:{Q}:leased`     | ZSET   | leased ids by lease end (ms), and a sentinel   |
+/// | `P:{Q}:messages`   | HASH   | `<id>` → payload, `<id>:n` → delivery count    |
+/// | `P:seq`            | STRING | the last id given out, in any queue            |
+/// | `P:queues`         | SET    | names of the queues that have messages         |
+///
+/// and `P:wake` is the pub/sub channel of wake-ups. A queue with no message
+/// has no key. The scripts touch `P:seq` and `P:queues` too, whatever the
+/// queue, so the broker works with one server (with or without replicas),
+/// not with Redis Cluster.
+///
+/// Lease ends are the server's clock, so hosts with skewed clocks agree on
+/// them. Enqueued messages outlive a server restart only as far as its
+/// persistence (AOF, snapshots) keeps them.
 pub struct RedisBroker {
     /// Commands: one multiplexed connection, reconnected when it breaks.
     conn: ConnectionManager,
@@ -593,6 +615,24 @@ impl RedisBroker {
         Ok(held)
     }
 
+    /// Appends `payloads` to `queue` in one script call, which publishes
+    /// the wake-up.
+    async fn enqueue_call(&self, queue: &str, payloads: &[Vec<u8>]) -> Result<(), BrokerError> {
+        let keys = self.keys(queue);
+        let _: i64 = ENQUEUE
+            .key(&keys.ready)
+            .key(&keys.messages)
+            .key(&self.seq_key)
+            .key(&self.queues_key)
+            .arg(queue)
+            .arg(&self.channel)
+            .arg(payloads)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| self.error(&e))?;
+        Ok(())
+    }
+
     /// `(visible, leased)` of `queue`.
     async fn sizes(&self, queue: &str) -> Result<(u64, u64), BrokerError> {
         let keys = self.keys(queue);
@@ -621,45 +661,23 @@ impl RedisBroker {
 
 impl Broker for RedisBroker {
     async fn enqueue(&self, queue: &str, payload: Vec<u8>) -> Result<(), BrokerError> {
-        let keys = self.keys(queue);
-        let _: i64 = ENQUEUE
-            .key(&keys.ready)
-            .key(&keys.messages)
-            .key(&self.seq_key)
-            .key(&self.queues_key)
-            .arg(queue)
-            .arg(&self.channel)
-            .arg(payload.as_slice())
-            .invoke_async(&mut self.conn())
+        self.enqueue_call(queue, std::slice::from_ref(&payload))
             .await
-            .map_err(|e| self.error(&e))?;
-        Ok(())
     }
 
     async fn enqueue_batch(&self, queue: &str, payloads: Vec<Vec<u8>>) -> Result<(), BrokerError> {
         let chunks = chunks(&payloads);
         if chunks.len() <= 1 {
-            // One script call: atomic by itself, and reloaded if missing.
             if payloads.is_empty() {
                 return Ok(());
             }
-            let keys = self.keys(queue);
-            let _: i64 = ENQUEUE
-                .key(&keys.ready)
-                .key(&keys.messages)
-                .key(&self.seq_key)
-                .key(&self.queues_key)
-                .arg(queue)
-                .arg(&self.channel)
-                .arg(payloads.as_slice())
-                .invoke_async(&mut self.conn())
-                .await
-                .map_err(|e| self.error(&e))?;
-            return Ok(());
+            return self.enqueue_call(queue, &payloads).await;
         }
-        // Several calls in one round trip and one transaction: all or
-        // nothing, in order. `EVAL` with the source, as a `NOSCRIPT` inside
-        // `MULTI` would fail that call alone. Only the last call publishes.
+        // Several calls in one round trip and one `MULTI`/`EXEC`: in order,
+        // no other client's command in between, and nothing added if the
+        // connection drops before `EXEC`. `EVAL` with the source, as a
+        // `NOSCRIPT` inside `MULTI` would fail that call alone. Only the
+        // last call publishes.
         let keys = self.keys(queue);
         let mut pipe = ::redis::pipe();
         pipe.atomic();
@@ -1125,6 +1143,7 @@ fn parse_url(url: &str) -> Result<Settings, BrokerError> {
     })
 }
 
+/// [`BrokerError::BadUrl`] for `url`, its password hidden.
 fn bad_url(url: &str, reason: String) -> BrokerError {
     BrokerError::BadUrl {
         url: redact(url),
