@@ -5,10 +5,16 @@
 //!   when missing, builds the example guests into `target/wasm/`.
 //! - `demo`: `build`, then the release `wasq` binary, then `wasq demo`.
 //! - `test`: `build`, then fmt, clippy, the release binary, every test, and
-//!   the docs — what CI runs.
+//!   the docs — what CI runs. The tests get real servers: Redis, PostgreSQL
+//!   and moto (an SQS endpoint), installed when missing (apt-get, pip into
+//!   `target/test-venv`), started on free loopback ports for the run and
+//!   stopped afterwards, also when a step fails (`servers.rs`).
+//! - `servers`: starts those servers and prints the `export` lines that let
+//!   a person run `cargo nextest` by hand; Enter or Ctrl-C stops them.
 //! - `bench`: `build`, then the criterion benchmarks.
 
 mod guests;
+mod servers;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -20,10 +26,17 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  build   build the example guests into target/wasm/ (installs the wasm target and clang when missing)
-  demo    build everything and run a real workload through wasq
-  test    build everything and run every check and test (what CI runs)
-  bench   build everything and run the benchmarks (see BENCHMARKS.md)";
+  build    build the example guests into target/wasm/ (installs the wasm target and clang when missing)
+  demo     build everything and run a real workload through wasq
+  test     build everything and run every check and test (what CI runs); the tests get
+           their own Redis, PostgreSQL and moto (SQS), installed when missing (apt-get,
+           pip into target/test-venv) and stopped at the end
+  servers  start those test servers and print the `export` lines that let you run
+           `cargo nextest run --workspace --release` by hand; Enter or Ctrl-C stops them
+  bench    build everything and run the benchmarks (see BENCHMARKS.md)
+
+Set WASQ_REDIS_SERVER, WASQ_PG_BIN (the directory of initdb and postgres) or
+WASQ_MOTO_SERVER to use those binaries instead of finding or installing them.";
 
 fn main() -> std::process::ExitCode {
     match run() {
@@ -46,6 +59,7 @@ fn run() -> anyhow::Result<()> {
         "build" | "wasm" => guests::build_guests(&root).map(drop),
         "demo" => demo(&root, rest),
         "test" => test(&root, rest),
+        "servers" => servers::serve(&root),
         "bench" => bench(&root, rest),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
@@ -105,6 +119,8 @@ fn demo(root: &Path, rest: &[String]) -> anyhow::Result<()> {
 fn test(root: &Path, rest: &[String]) -> anyhow::Result<()> {
     let started = Instant::now();
     guests::build_guests(root)?;
+    // Install the servers now, so a machine that cannot fails before the long builds.
+    let binaries = servers::ensure(root)?;
 
     let mut fmt = cargo(root);
     fmt.args(["fmt", "--all", "--", "--check"]);
@@ -131,6 +147,9 @@ fn test(root: &Path, rest: &[String]) -> anyhow::Result<()> {
     // Tests run against the release build: the binary the README uses, and
     // one build of wasmtime shared by every step below.
     let wasq = build_release_binary(root)?;
+    // Stopped when dropped: after the doc tests, or on the way out of a failed step.
+    let servers = servers::TestServers::start(binaries)?;
+    let server_env = servers.env();
     let nextest = cargo(root)
         .args(["nextest", "--version"])
         .output()
@@ -148,14 +167,20 @@ fn test(root: &Path, rest: &[String]) -> anyhow::Result<()> {
         println!("    (cargo-nextest not found; using cargo test)");
         tests.args(["test", "--workspace", "--release", "--no-fail-fast"]);
     }
-    tests.args(rest).env("WASQ_BIN", &wasq);
+    tests
+        .args(rest)
+        .env("WASQ_BIN", &wasq)
+        .envs(server_env.iter().cloned());
     step("tests", tests)?;
 
     if nextest {
         let mut doctests = cargo(root);
-        doctests.args(["test", "--workspace", "--release", "--doc"]);
+        doctests
+            .args(["test", "--workspace", "--release", "--doc"])
+            .envs(server_env.iter().cloned());
         step("doc tests", doctests)?;
     }
+    servers.stop()?;
 
     let mut docs = cargo(root);
     docs.args(["doc", "--workspace", "--no-deps"])
