@@ -75,7 +75,7 @@ impl Shared {
         let store = self.client.store().clone();
         let want = ids.len() as u64;
         eventually(limit, "a result for every task", || {
-            let counts = block(store.counts());
+            let counts = block_ok(store.counts())?;
             (counts.successes() + counts.failures() >= want).then_some(())
         });
         let counts = store.counts().await.unwrap();
@@ -97,6 +97,12 @@ impl Shared {
             (sizes == (0, 0)).then_some(())
         });
     }
+}
+
+/// Blocks on a future from a sync closure inside the test runtime; `None`
+/// when it fails (a server restarting).
+fn block_ok<F: std::future::Future<Output = Result<T, E>>, T, E>(f: F) -> Option<T> {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f)).ok()
 }
 
 /// Blocks on a future from a sync closure inside the test runtime.
@@ -195,9 +201,60 @@ macro_rules! on_each_broker {
     };
 }
 
+/// The broker's server restarts (same data directory) under a running
+/// cluster: the cluster reconnects and every task ends with one result.
+/// The server is a private one, so that other tests keep theirs.
+async fn a_broker_restart_loses_nothing(kind: Kind) {
+    let data = tempfile::tempdir().unwrap();
+    let (mut redis, mut postgres) = (None, None);
+    let (store, broker) = match kind {
+        Kind::Redis => {
+            let server = wasq_testkit::RedisServer::start(data.path()).unwrap();
+            let url = server.url();
+            redis = Some(server);
+            (postgres_database().await, url)
+        }
+        Kind::Postgres => {
+            // Broker and store on the one server that restarts.
+            let server = wasq_testkit::PostgresServer::start(data.path()).unwrap();
+            let url = server.url();
+            postgres = Some(server);
+            (url.clone(), url)
+        }
+    };
+    let shared = Shared::new(kind, store, Some(broker)).await;
+    let requests: Vec<_> = (0..3000)
+        .map(|_| TaskRequest::new("basics", "sleep").args(json!([5])))
+        .collect();
+    let ids = shared.client.enqueue_many(&requests).await.unwrap();
+    let _cluster = shared.cluster("steady", "8");
+    let store = shared.client.store().clone();
+    eventually(Duration::from_secs(60), "the first results", || {
+        let counts = block_ok(store.counts())?;
+        (counts.successes() >= 300).then_some(())
+    });
+    if let Some(server) = &mut redis {
+        server.restart().unwrap();
+    }
+    if let Some(server) = &mut postgres {
+        server.restart().unwrap();
+    }
+    let counts = eventually(Duration::from_secs(30), "the store again", || {
+        block_ok(store.counts())
+    });
+    assert!(
+        counts.successes() < 3000,
+        "everything finished before the restart"
+    );
+    shared
+        .exactly_one_result_each(&ids, Duration::from_secs(180))
+        .await;
+}
+
 on_each_broker!(
     two_named_clusters_share_20000_tasks,
-    a_killed_cluster_loses_nothing
+    a_killed_cluster_loses_nothing,
+    a_broker_restart_loses_nothing,
 );
 
 /// `wasq enqueue` against a broker that is down: a one-line error and a
