@@ -34,6 +34,9 @@ commands:
   servers  start those test servers and print the `export` lines that let you run
            `cargo nextest run --workspace --release` by hand; Enter or Ctrl-C stops them
   bench    build everything and run the benchmarks (see BENCHMARKS.md)
+  bench brokers [TASKS]
+           end-to-end no-op tasks per second and idle latency on every broker, with
+           the test servers (runtime/examples/e2e.rs; default 20000 tasks)
 
 Set WASQ_REDIS_SERVER, WASQ_PG_BIN (the directory of initdb and postgres) or
 WASQ_MOTO_SERVER to use those binaries instead of finding or installing them.";
@@ -196,9 +199,67 @@ fn test(root: &Path, rest: &[String]) -> anyhow::Result<()> {
 
 fn bench(root: &Path, rest: &[String]) -> anyhow::Result<()> {
     guests::build_guests(root)?;
+    if rest.first().map(String::as_str) == Some("brokers") {
+        return bench_brokers(root, rest.get(1).map(String::as_str));
+    }
     let mut bench = cargo(root);
     bench
         .args(["bench", "--package", "wasq", "--bench", "sandbox", "--"])
         .args(rest);
     step("criterion benchmarks (results in target/criterion/)", bench)
+}
+
+/// `bench brokers`: the e2e example on each broker, one after another, on
+/// the test servers.
+fn bench_brokers(root: &Path, tasks: Option<&str>) -> anyhow::Result<()> {
+    let tasks = tasks.unwrap_or("20000");
+    let count: usize = tasks
+        .parse()
+        .with_context(|| format!("TASKS must be a number, not `{tasks}`"))?;
+    let mut build = cargo(root);
+    build.args([
+        "build",
+        "--release",
+        "--package",
+        "wasq",
+        "--example",
+        "e2e",
+    ]);
+    step("build the e2e example", build)?;
+    let binaries = servers::ensure(root)?;
+    let servers = servers::TestServers::start(binaries)?;
+    let env = servers.env();
+    let var = |name: &str| {
+        env.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let dir = servers.dir().join("bench");
+    std::fs::create_dir_all(&dir)?;
+    let sqlite = format!("sqlite://{}", dir.join("wasq.db").display());
+    let postgres = var("WASQ_TEST_POSTGRES_URL");
+    let redis = var("WASQ_TEST_REDIS_URL");
+    let sqs = format!(
+        "sqs://bench?region=us-east-1&endpoint={}",
+        var("WASQ_TEST_SQS_ENDPOINT")
+    );
+    // moto is a Python server: a tenth of the tasks is plenty.
+    let sqs_tasks = (count / 10).max(100).to_string();
+    let runs: [(&str, &str, &str, &str); 5] = [
+        ("sqlite broker, sqlite store", &sqlite, &sqlite, tasks),
+        ("redis broker, sqlite store", &redis, "-", tasks),
+        ("redis broker, postgres store", &redis, &postgres, tasks),
+        ("postgres broker and store", &postgres, &postgres, tasks),
+        ("sqs (moto) broker, sqlite store", &sqs, "-", &sqs_tasks),
+    ];
+    let example = root.join("target/release/examples/e2e");
+    for (name, broker, store, n) in runs {
+        let mut run = Command::new(&example);
+        run.current_dir(root)
+            .args([broker, store, n, "8", "500"])
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+        step(name, run)?;
+    }
+    servers.stop()
 }
