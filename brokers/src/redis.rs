@@ -430,7 +430,9 @@ struct Shared {
 ///
 /// Lease ends are the server's clock, so hosts with skewed clocks agree on
 /// them. Enqueued messages outlive a server restart only as far as its
-/// persistence (AOF, snapshots) keeps them.
+/// persistence (AOF, snapshots) keeps them, and the server must not evict
+/// keys (`maxmemory-policy noeviction`, the default): an evicted key loses
+/// messages.
 pub struct RedisBroker {
     /// Commands: one multiplexed connection, reconnected when it breaks.
     conn: ConnectionManager,
