@@ -39,7 +39,10 @@
 //! Enqueue, dequeue, acknowledge and renew go 10 messages a call
 //! (`SendMessageBatch`, within its size limit; `ReceiveMessage`;
 //! `DeleteMessageBatch`; `ChangeMessageVisibilityBatch`), up to 10 calls
-//! at once. Release is `ChangeMessageVisibility` to 0.
+//! at once. A dequeue starts with one receive and fans out only when that
+//! one came back full (AWS bills every receive, empty ones too); should
+//! two of its receives get the same message, it is answered once. Release
+//! is `ChangeMessageVisibility` to 0.
 //! [`dequeue_wait`](Broker::dequeue_wait) long-polls (`WaitTimeSeconds`,
 //! the wait rounded up to whole seconds, 20 s a call); plain `dequeue`
 //! never waits. [`wait`](Broker::wait) keeps the trait's default (a
@@ -69,7 +72,9 @@
 //!   never a lost or overwritten result; clusters renew well before the
 //!   lease ends so stale deliveries are rare.
 //! - **At least once**: a standard queue may hand out a message twice even
-//!   within its visibility timeout (rarely); the same store rule covers it.
+//!   within its visibility timeout, to two consumers at once (rarely on
+//!   AWS; often on moto, whose receive takes no lock); the same store rule
+//!   covers it.
 //! - **Granularity**: leases are whole seconds (a 200 ms lease lasts 1 s).
 //! - **Counts** are approximate on AWS and may lag by up to a minute, so
 //!   may the "queues that have messages" of `queues`.
@@ -1637,6 +1642,30 @@ mod tests {
         ));
         assert!(!is_not_held("InternalError", ""));
         assert!(is_no_queue("AWS.SimpleQueueService.NonExistentQueue"));
+    }
+
+    #[test]
+    fn a_message_received_twice_at_once_is_answered_once() {
+        let received = |id: &str, handle: &str, deliveries| {
+            let delivery = Delivery {
+                ack_id: AckId(handle.into()),
+                payload: id.as_bytes().to_vec(),
+                deliveries,
+            };
+            (id.to_owned(), delivery)
+        };
+        let got = unique(vec![
+            received("a", "a1", 1),
+            received("b", "b1", 1),
+            received("a", "a2", 2),
+            received("c", "c1", 3),
+        ]);
+        let handles: Vec<&str> = got.iter().map(|d| d.ack_id.as_str()).collect();
+        assert_eq!(
+            handles,
+            ["a2", "b1", "c1"],
+            "the later copy, in first place"
+        );
     }
 
     #[tokio::test]
