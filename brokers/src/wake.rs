@@ -39,6 +39,10 @@ impl Wakers {
 
     /// Wakes every queue (after a lost connection, when wake-ups may have
     /// been missed).
+    #[cfg_attr(
+        not(any(feature = "redis", feature = "postgres")),
+        expect(dead_code, reason = "used by the Redis and PostgreSQL brokers")
+    )]
     pub(crate) fn wake_all(&self) {
         let queues: Vec<Arc<Notify>> = self
             .queues
