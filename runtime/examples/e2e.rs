@@ -34,14 +34,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let workers: usize = args.next().map_or(Ok(8), |a| a.parse())?;
     let samples: usize = args.next().map_or(Ok(1_000), |a| a.parse())?;
 
-    // 1. Module and backlog.
+    // 1. Module and backlog. `WASQ_*` variables tune the rest (e.g.
+    // WASQ_SAVE_LIMIT, WASQ_BULK, WASQ_QUEUE_LIMIT).
+    let base = Config::load(None, std::env::vars())?;
     let config = Config {
         broker: broker.clone(),
         store: store.clone(),
         queue: format!("e2e-{}", wasq::package::new_task_id()),
         workers,
         cache_dir: Some(dir.path().join("cache")),
-        ..Config::default()
+        ..base
     };
     let client = Client::connect(&config).await?;
     let wasm = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/wasm/basics.wasm");
@@ -91,17 +93,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // 3. Idle latency, one task at a time.
     let mut latencies = Vec::with_capacity(samples);
     for _ in 0..samples {
-        let before = cluster.started();
         let done = cluster.done();
         let t0 = Instant::now();
         client.enqueue(&TaskRequest::new("basics", "noop")).await?;
-        while cluster.started() == before {
-            tokio::task::yield_now().await;
-        }
-        latencies.push(t0.elapsed());
+        // Sleep, not spin: a spinning waiter would take a core from the
+        // cluster (and from the broker's server) on a small machine.
         while cluster.done() == done {
-            tokio::time::sleep(Duration::from_micros(200)).await;
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
+        let started = cluster.last_start().ok_or("no task started")?;
+        latencies.push(started.saturating_duration_since(t0));
         // Let the cluster go idle (waiting on the broker) again.
         tokio::time::sleep(Duration::from_millis(2)).await;
     }

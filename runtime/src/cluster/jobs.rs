@@ -128,9 +128,7 @@ async fn execute(
     done: mpsc::UnboundedSender<Completion>,
 ) {
     let started_at = now_ms();
-    shared
-        .started
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    shared.mark_start();
     let execution = match module_for(&shared, &job.record).await {
         Ok(module) => {
             let call = TaskCall {

@@ -45,6 +45,9 @@ pub(crate) struct Shared {
     pub(crate) done: AtomicU64,
     /// Tasks that began to run (for latency figures).
     pub(crate) started: AtomicU64,
+    /// When the last task began to run: nanoseconds after `epoch`.
+    last_start_ns: AtomicU64,
+    epoch: std::time::Instant,
     pub(crate) stop: watch::Receiver<bool>,
 }
 
@@ -52,6 +55,13 @@ impl Shared {
     pub(crate) fn held(&self) -> MutexGuard<'_, HashSet<AckId>> {
         // Only set inserts and removes happen under this lock.
         self.held.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Counts a task that begins to run, and when.
+    pub(crate) fn mark_start(&self) {
+        let ns = self.epoch.elapsed().as_nanos() as u64;
+        self.last_start_ns.store(ns, Ordering::Relaxed);
+        self.started.fetch_add(1, Ordering::Release);
     }
 
     pub(crate) fn stopping(&self) -> bool {
@@ -148,6 +158,8 @@ impl Cluster {
             room: Notify::new(),
             done: AtomicU64::new(0),
             started: AtomicU64::new(0),
+            last_start_ns: AtomicU64::new(0),
+            epoch: std::time::Instant::now(),
             stop: stop_rx,
         });
         let (job_tx, job_rx) = mpsc::unbounded_channel();
@@ -182,6 +194,15 @@ impl Cluster {
     /// Tasks that began to run since start (finished or not).
     pub fn started(&self) -> u64 {
         self.shared.started.load(Ordering::Relaxed)
+    }
+
+    /// When the last task began to run (`None` before the first).
+    pub fn last_start(&self) -> Option<std::time::Instant> {
+        if self.shared.started.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        let ns = self.shared.last_start_ns.load(Ordering::Relaxed);
+        Some(self.shared.epoch + Duration::from_nanos(ns))
     }
 
     /// Tasks held right now.
