@@ -237,7 +237,9 @@ mod tests {
                 Err(e) => e,
             }
         };
-        assert!(matches!(err("amqp://localhost").await, BrokerError::UnsupportedScheme(s) if s == "amqp"));
+        assert!(
+            matches!(err("amqp://localhost").await, BrokerError::UnsupportedScheme(s) if s == "amqp")
+        );
         assert!(
             matches!(err("SQLITE-X://a").await, BrokerError::UnsupportedScheme(s) if s == "sqlite-x")
         );
