@@ -91,8 +91,8 @@ impl Shared {
         let broker = self.client.broker();
         eventually(limit, "an empty broker", || {
             let sizes = (
-                block(broker.queue_size(queue)),
-                block(broker.lock_size(queue)),
+                block_ok(broker.queue_size(queue))?,
+                block_ok(broker.lock_size(queue))?,
             );
             (sizes == (0, 0)).then_some(())
         });

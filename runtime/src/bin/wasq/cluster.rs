@@ -47,9 +47,15 @@ pub(crate) async fn cluster(args: ClusterArgs) -> Result<ExitCode, CliError> {
     let broker = wasq_brokers::connect(&config.broker)
         .await
         .map_err(|e| CliError::from(wasq::ClientError::from(e)))?;
-    let store = Store::connect(&config.store)
+    let mut store = Store::connect(&config.store)
         .await
         .map_err(|e| CliError::from(wasq::ClientError::from(e)))?;
+    if let Some(cache) = &config.cache {
+        store = store
+            .with_cache(cache)
+            .await
+            .map_err(|e| CliError::from(wasq::ClientError::from(e)))?;
+    }
     let sandbox = Sandbox::new(config.sandbox_config())?;
     eprintln!(
         "wasq cluster `{}`: {} workers on queue `{}`, broker {}, store {}",

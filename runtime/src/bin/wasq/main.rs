@@ -74,12 +74,14 @@ fn main() -> ExitCode {
     }
 }
 
-/// Quiet by default: only warnings, unless -v or WASQ_LOG says otherwise.
+/// Quiet by default: only wasq's warnings (and other crates' errors: the
+/// AWS SDK warns about every credential source it tries), unless -v or
+/// WASQ_LOG says otherwise.
 fn init_logging(verbose: u8) {
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
-        0 => "warn",
-        1 => "info",
+        0 => "error,wasq=warn,wasq_brokers=warn",
+        1 => "warn,wasq=info,wasq_brokers=info",
         _ => "debug",
     };
     let filter = EnvFilter::try_from_env("WASQ_LOG").unwrap_or_else(|_| EnvFilter::new(default));
