@@ -399,7 +399,7 @@ impl Store {
                 .bind(id)
                 .fetch_optional(pool)
                 .await?;
-            row.as_ref().map(|row| TaskResult::from_row(row)).transpose()
+            row.as_ref().map(TaskResult::from_row).transpose()
         })
     }
 
@@ -516,7 +516,7 @@ impl Store {
             .bind(since)
             .fetch_all(pool)
             .await?;
-            rows.iter().map(|row| ClusterStatus::from_row(row)).collect()
+            rows.iter().map(ClusterStatus::from_row).collect()
         })
     }
 
