@@ -99,7 +99,10 @@ mod tests {
         wakers.wake("a");
         for waiter in waiters {
             let waited = waiter.await.unwrap();
-            assert!(waited >= Duration::from_secs(1) && waited < Duration::from_secs(2), "{waited:?}");
+            assert!(
+                waited >= Duration::from_secs(1) && waited < Duration::from_secs(2),
+                "{waited:?}"
+            );
         }
     }
 }
