@@ -50,6 +50,9 @@ use crate::{AckId, Broker, BrokerError, BrokerInfo, Delivery, redact};
 /// of its own). A consumer holds one only for the duration of a statement,
 /// so a few serve many tasks; raise `max_connections` on the server for
 /// many brokers rather than this.
+/// How long a wait lasts at most while nobody listens for notifications
+/// (before the first `LISTEN`, or while the connection is lost).
+const UNLISTENED_POLL: Duration = Duration::from_millis(100);
 const POOL_SIZE: u32 = 8;
 /// How long an operation waits for a connection before failing with
 /// [`BrokerError::Unreachable`]: it covers reconnecting after a server
@@ -628,9 +631,12 @@ impl Broker for PostgresBroker {
             .insert(queue.to_owned());
         if !*listening.borrow_and_update() {
             // Not listening (yet, or since the connection dropped): wait for
-            // the listener, then let the caller look again, since whatever
-            // arrived meanwhile went unnoticed.
-            let _ = tokio::time::timeout(timeout, listening.wait_for(|on| *on)).await;
+            // the listener a little, then let the caller look again, since
+            // whatever arrived meanwhile went unnoticed; during an outage
+            // callers poll rather than sleep through their whole timeout.
+            let _ =
+                tokio::time::timeout(timeout.min(UNLISTENED_POLL), listening.wait_for(|on| *on))
+                    .await;
             return;
         }
         if first {
