@@ -50,10 +50,10 @@ use crate::{AckId, Broker, BrokerError, BrokerInfo, Delivery, redact};
 /// of its own). A consumer holds one only for the duration of a statement,
 /// so a few serve many tasks; raise `max_connections` on the server for
 /// many brokers rather than this.
+const POOL_SIZE: u32 = 8;
 /// How long a wait lasts at most while nobody listens for notifications
 /// (before the first `LISTEN`, or while the connection is lost).
 const UNLISTENED_POLL: Duration = Duration::from_millis(100);
-const POOL_SIZE: u32 = 8;
 /// How long an operation waits for a connection before failing with
 /// [`BrokerError::Unreachable`]: it covers reconnecting after a server
 /// restart, and bounds how long a call hangs while the server is down.
