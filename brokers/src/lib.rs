@@ -22,6 +22,9 @@
 //!   `wasq_queue`) that several processes on one machine share.
 //! - `RedisBroker` (feature `redis`): `redis://` and `rediss://`, leases
 //!   in sorted sets changed by Lua scripts, wake-ups over pub/sub.
+//! - `PostgresBroker` (feature `postgres`): `postgres://USER@HOST/DB`, one
+//!   table (`wasq_queue`) claimed with `FOR UPDATE SKIP LOCKED` on the
+//!   database clock, wake-ups over `LISTEN`/`NOTIFY`.
 //! - `SqsBroker` (feature `sqs`): `sqs://QUEUE?region=…`, Amazon SQS
 //!   standard queues (or moto, ElasticMQ, LocalStack); leases are
 //!   visibility timeouts, and receipt handles are no fencing tokens.
@@ -60,6 +63,8 @@
 //!   [`BrokerError::BadUrl`] saying so.
 //! - `redis`: the `redis://` broker, `RedisBroker`, on `redis` (Redis 6 or
 //!   later for wake-ups; older servers are polled).
+//! - `postgres`: the `postgres://` (and `postgresql://`) broker,
+//!   `PostgresBroker`, on `sqlx` (TLS by rustls per `sslmode`).
 //! - `sqs`: the `sqs://` broker, `SqsBroker`, on the AWS SDK for Rust
 //!   (HTTPS by rustls on ring: no C to build).
 
