@@ -27,6 +27,7 @@ enum Kind {
 struct Shared {
     dir: tempfile::TempDir,
     env: Vec<(String, String)>,
+    config: Config,
     client: Client,
 }
 
@@ -56,7 +57,12 @@ impl Shared {
             ("WASQ_SAVE_LIMIT".into(), "0".into()),
             ("WASQ_RETRY".into(), "\"2s\"".into()),
         ];
-        Self { dir, env, client }
+        Self {
+            dir,
+            env,
+            config,
+            client,
+        }
     }
 
     fn cluster(&self, name: &str, workers: &str) -> ClusterProcess {
@@ -87,7 +93,7 @@ impl Shared {
             let result = store.result(id).await.unwrap();
             assert!(result.is_some_and(|r| r.success), "no result for {id}");
         }
-        let queue = &self.env[2].1;
+        let queue = &self.config.queue;
         let broker = self.client.broker();
         eventually(limit, "an empty broker", || {
             let sizes = (
@@ -307,11 +313,8 @@ async fn cached_results_live_in_the_result_cache() {
     let redis = server_url("WASQ_TEST_REDIS_URL");
     let shared = Shared::new(Kind::Redis, postgres_database().await, None).await;
     let mut config = Config {
-        broker: shared.env[0].1.clone(),
-        store: shared.env[1].1.clone(),
-        queue: shared.env[2].1.clone(),
         cache: Some(redis.clone()),
-        ..Config::default()
+        ..shared.config.clone()
     };
     let client = Client::connect(&config).await.unwrap();
     let mut request = TaskRequest::new("basics", "add").args(json!([20, 22]));

@@ -13,7 +13,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Postgres, Row, Sqlite, Transaction};
 
-use super::{StoreError, now_ms, schema};
+use super::{StoreError, now_ms, schema, unreachable};
 
 /// How long a store operation waits for a connection (a server that is
 /// down answers within this).
@@ -45,13 +45,6 @@ impl Backend {
             return postgres(url).await;
         }
         Err(StoreError::BadUrl(wasq_brokers::redact(url)))
-    }
-}
-
-fn unreachable(url: &str, reason: impl std::fmt::Display) -> StoreError {
-    StoreError::Unreachable {
-        url: wasq_brokers::redact(url),
-        reason: reason.to_string(),
     }
 }
 
@@ -134,30 +127,41 @@ async fn postgres(url: &str) -> Result<Backend, StoreError> {
     Ok(Backend::Postgres(pool))
 }
 
+/// Applies the migrations of `$migrations` not yet applied, in
+/// transaction `$tx`: the same steps on both databases, compiled once per
+/// transaction type.
+macro_rules! apply_migrations {
+    ($tx:expr, $migrations:expr) => {{
+        let tx = $tx;
+        sqlx::query(schema::MIGRATIONS_TABLE)
+            .execute(&mut **tx)
+            .await?;
+        let done: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(version) FROM wasq_store_migrations")
+                .fetch_one(&mut **tx)
+                .await?;
+        for (version, sql) in $migrations {
+            if done.is_some_and(|d| d >= *version) {
+                continue;
+            }
+            // The migrations are constants of this crate, not input.
+            sqlx::raw_sql(sqlx::AssertSqlSafe(*sql))
+                .execute(&mut **tx)
+                .await?;
+            sqlx::query("INSERT INTO wasq_store_migrations (version, applied_at) VALUES ($1, $2)")
+                .bind(version)
+                .bind(now_ms())
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }};
+}
+
 /// Applies the SQLite migrations not yet applied, inside `BEGIN IMMEDIATE`
 /// (so two processes never migrate at once).
 async fn migrate_sqlite(tx: &mut Transaction<'_, Sqlite>) -> Result<(), sqlx::Error> {
-    sqlx::query(schema::MIGRATIONS_TABLE)
-        .execute(&mut **tx)
-        .await?;
-    let done: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM wasq_store_migrations")
-        .fetch_one(&mut **tx)
-        .await?;
-    for (version, sql) in schema::SQLITE {
-        if done.is_some_and(|d| d >= *version) {
-            continue;
-        }
-        // The migrations are constants of this crate, not input.
-        sqlx::raw_sql(sqlx::AssertSqlSafe(*sql))
-            .execute(&mut **tx)
-            .await?;
-        sqlx::query("INSERT INTO wasq_store_migrations (version, applied_at) VALUES ($1, $2)")
-            .bind(version)
-            .bind(now_ms())
-            .execute(&mut **tx)
-            .await?;
-    }
-    Ok(())
+    apply_migrations!(tx, schema::SQLITE)
 }
 
 /// Applies the PostgreSQL migrations not yet applied, under an advisory
@@ -167,26 +171,7 @@ async fn migrate_postgres(tx: &mut Transaction<'_, Postgres>) -> Result<(), sqlx
         .bind(MIGRATION_LOCK)
         .execute(&mut **tx)
         .await?;
-    sqlx::query(schema::MIGRATIONS_TABLE)
-        .execute(&mut **tx)
-        .await?;
-    let done: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM wasq_store_migrations")
-        .fetch_one(&mut **tx)
-        .await?;
-    for (version, sql) in schema::POSTGRES {
-        if done.is_some_and(|d| d >= *version) {
-            continue;
-        }
-        sqlx::raw_sql(sqlx::AssertSqlSafe(*sql))
-            .execute(&mut **tx)
-            .await?;
-        sqlx::query("INSERT INTO wasq_store_migrations (version, applied_at) VALUES ($1, $2)")
-            .bind(version)
-            .bind(now_ms())
-            .execute(&mut **tx)
-            .await?;
-    }
-    Ok(())
+    apply_migrations!(tx, schema::POSTGRES)
 }
 
 /// One result (SQLite: a prepared statement per row is cheap in-process).

@@ -4,7 +4,7 @@
 //! postcard encoding of the [`TaskResult`]. The first result of a task
 //! wins here too (`SET … NX`).
 
-use super::{StoreError, TaskResult};
+use super::{StoreError, TaskResult, unreachable};
 
 /// How long the cache may take to connect or answer.
 #[cfg(feature = "redis")]
@@ -29,13 +29,6 @@ impl std::fmt::Debug for ResultCache {
         f.debug_struct("ResultCache")
             .field("url", &self.url)
             .finish_non_exhaustive()
-    }
-}
-
-fn unreachable(url: &str, reason: impl std::fmt::Display) -> StoreError {
-    StoreError::Unreachable {
-        url: wasq_brokers::redact(url),
-        reason: reason.to_string(),
     }
 }
 

@@ -542,6 +542,15 @@ fn prunes(results: &[TaskResult], save_limit: i64) -> bool {
     save_limit > 0 && results.iter().any(|r| r.success)
 }
 
+/// The store (or result cache) at `url` cannot be reached, and why; the
+/// URL's password hidden.
+fn unreachable(url: &str, reason: impl std::fmt::Display) -> StoreError {
+    StoreError::Unreachable {
+        url: wasq_brokers::redact(url),
+        reason: reason.to_string(),
+    }
+}
+
 fn parse_digest(s: &str) -> Result<Digest, StoreError> {
     s.parse()
         .map_err(|e: crate::DigestParseError| StoreError::Corrupt(e.to_string()))
