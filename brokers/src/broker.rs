@@ -52,6 +52,23 @@ pub trait Broker: Send + Sync + 'static {
         }
     }
 
+    /// Appends messages that share one `priority` (within
+    /// [`MIN_PRIORITY`](crate::MIN_PRIORITY)..=[`MAX_PRIORITY`](crate::MAX_PRIORITY);
+    /// 0 is the default), in order. A broker that can order by priority
+    /// ([`BrokerInfo::priorities`]) hands out visible messages of a higher
+    /// priority before lower ones, and in enqueue order within a priority.
+    /// The default ignores the priority and calls
+    /// [`enqueue_batch`](Broker::enqueue_batch).
+    fn enqueue_priority(
+        &self,
+        queue: &str,
+        priority: i32,
+        payloads: Vec<Vec<u8>>,
+    ) -> impl Future<Output = Result<(), BrokerError>> + Send {
+        let _ = priority;
+        self.enqueue_batch(queue, payloads)
+    }
+
     /// Takes up to `max` visible messages, oldest first (enqueue order),
     /// each leased for `lease`. Never waits for messages: an empty queue
     /// gives an empty vector.
@@ -187,6 +204,13 @@ pub trait DynBroker: Send + Sync {
         queue: &'a str,
         payloads: Vec<Vec<u8>>,
     ) -> BoxFuture<'a, Result<(), BrokerError>>;
+    /// See [`Broker::enqueue_priority`].
+    fn enqueue_priority<'a>(
+        &'a self,
+        queue: &'a str,
+        priority: i32,
+        payloads: Vec<Vec<u8>>,
+    ) -> BoxFuture<'a, Result<(), BrokerError>>;
     /// See [`Broker::dequeue`].
     fn dequeue<'a>(
         &'a self,
@@ -266,6 +290,15 @@ impl<B: Broker> DynBroker for B {
         payloads: Vec<Vec<u8>>,
     ) -> BoxFuture<'a, Result<(), BrokerError>> {
         Box::pin(Broker::enqueue_batch(self, queue, payloads))
+    }
+
+    fn enqueue_priority<'a>(
+        &'a self,
+        queue: &'a str,
+        priority: i32,
+        payloads: Vec<Vec<u8>>,
+    ) -> BoxFuture<'a, Result<(), BrokerError>> {
+        Box::pin(Broker::enqueue_priority(self, queue, priority, payloads))
     }
 
     fn dequeue<'a>(

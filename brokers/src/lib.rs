@@ -147,7 +147,15 @@ pub struct BrokerInfo {
     pub kind: &'static str,
     /// Where it is, human readable, without secrets.
     pub location: String,
+    /// Whether it hands out higher priorities first
+    /// ([`Broker::enqueue_priority`]).
+    pub priorities: bool,
 }
+
+/// The lowest task priority.
+pub const MIN_PRIORITY: i32 = -1000;
+/// The highest task priority.
+pub const MAX_PRIORITY: i32 = 1000;
 
 /// A broker operation that failed.
 #[non_exhaustive]

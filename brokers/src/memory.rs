@@ -323,6 +323,7 @@ impl Broker for MemoryBroker {
         BrokerInfo {
             kind: "memory",
             location: format!("memory://{}", self.name.as_deref().unwrap_or_default()),
+            priorities: false,
         }
     }
 }

@@ -762,6 +762,7 @@ impl Broker for PostgresBroker {
         BrokerInfo {
             kind: "postgres",
             location: self.inner.location.clone(),
+            priorities: false,
         }
     }
 }

@@ -898,6 +898,7 @@ impl Broker for RedisBroker {
         BrokerInfo {
             kind: "redis",
             location: self.location.clone(),
+            priorities: false,
         }
     }
 }

@@ -454,6 +454,7 @@ impl Broker for SqliteBroker {
         BrokerInfo {
             kind: "sqlite",
             location: self.path.display().to_string(),
+            priorities: false,
         }
     }
 }

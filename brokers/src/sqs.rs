@@ -1064,6 +1064,7 @@ impl Broker for SqsBroker {
         BrokerInfo {
             kind: "sqs",
             location: self.location.clone(),
+            priorities: false,
         }
     }
 }
