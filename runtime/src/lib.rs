@@ -60,6 +60,7 @@ pub mod config;
 mod digest;
 pub mod package;
 pub mod sandbox;
+pub mod schedule;
 pub mod store;
 pub mod units;
 

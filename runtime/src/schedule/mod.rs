@@ -1,0 +1,1 @@
+//! Schedule arithmetic: when a schedule is due next, in its time zone.
