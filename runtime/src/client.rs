@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use wasq_brokers::{BrokerError, SharedBroker};
 
 use crate::config::Config;
-use crate::package::{PackageCodec, PackageError, TaskLimits, TaskRecord, new_task_id};
-use crate::store::{ModuleInfo, Store, StoreError, TaskResult, now_ms};
+use crate::package::{PackageCodec, PackageError, TaskLimits, TaskRecord};
+use crate::store::{ModuleInfo, Store, StoreError, TaskResult};
 use crate::{Digest, SandboxError, TaskCall};
 
 /// Why a client call failed.
@@ -200,19 +200,18 @@ impl Client {
             .clone()
             .unwrap_or_else(|| self.config.queue.clone());
         let record = TaskRecord {
-            id: new_task_id(),
-            module: digest,
-            module_name,
-            task: request.task.clone(),
-            input: String::from_utf8_lossy(&call.input).into_owned(),
-            queue: queue.clone(),
             group: request.group.clone(),
             limits: request.limits.clone(),
-            tenant: None,
-            enqueued_at_ms: now_ms() as u64,
             cached_secs: request
                 .cached
                 .map(|d| d.as_secs().clamp(1, u64::from(u32::MAX)) as u32),
+            ..TaskRecord::new(
+                digest,
+                &module_name,
+                &request.task,
+                String::from_utf8_lossy(&call.input).into_owned(),
+                &queue,
+            )
         };
         let bytes = self.codec.encode(&record)?;
         Ok((record.id, queue, bytes))

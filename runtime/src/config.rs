@@ -38,12 +38,34 @@ pub struct Config {
     #[serde(deserialize_with = "duration")]
     pub retry: Duration,
     /// Deliveries of one task before it is recorded as failed without
-    /// running again (guards against tasks that crash their cluster, and
-    /// bounds retries when `ack_failures` is off). Default: 5.
+    /// running again (guards against tasks that crash their cluster), and
+    /// the attempts of a failing task when `ack_failures` is off.
+    /// Default: 5.
     pub max_attempts: u32,
-    /// Acknowledge failed tasks (default `true`). When `false`, a failed
-    /// task goes back to the queue until `max_attempts` deliveries.
+    /// Failed tasks are final (default `true`). When `false`, a task that
+    /// fails with an outcome in `retry_on` runs again after a backoff, up
+    /// to `max_attempts` attempts. Tasks and modules can set their own
+    /// attempts (`wasq enqueue --max-attempts`, `wasq module retry`).
     pub ack_failures: bool,
+    /// Delay before the second attempt of a failed task; it grows by
+    /// `backoff_factor` per attempt up to `backoff_max`. Default: 1 s.
+    #[serde(deserialize_with = "duration")]
+    pub backoff: Duration,
+    /// Growth of the retry delay per attempt. Default: 2.
+    pub backoff_factor: f64,
+    /// Longest retry delay. Default: 5 min.
+    #[serde(deserialize_with = "duration")]
+    pub backoff_max: Duration,
+    /// Share of each retry delay taken off at random (0 to 1), so retries
+    /// spread out. Default: 0.25.
+    pub jitter: f64,
+    /// Outcomes that are retried: `guest_error`, `trap`, `timeout`,
+    /// `fuel_exhausted`, `memory_limit`, `output_limit`. Default: guest
+    /// errors, traps and timeouts.
+    pub retry_on: Vec<crate::OutcomeKind>,
+    /// Run schedules in this cluster (default `true`). Each due run
+    /// starts once however many clusters run schedules.
+    pub scheduler: bool,
     /// zstd-compress large task packages. Default: `false`.
     pub compress: bool,
     /// Successful results kept (oldest dropped first); failures are always
@@ -97,6 +119,12 @@ impl Default for Config {
             retry: Duration::from_secs(60),
             max_attempts: 5,
             ack_failures: true,
+            backoff: Duration::from_secs(1),
+            backoff_factor: 2.0,
+            backoff_max: Duration::from_secs(300),
+            jitter: 0.25,
+            retry_on: crate::workflow::RetryPolicy::default().retry_on,
+            scheduler: true,
             compress: false,
             save_limit: 250,
             queue_limit: None,
@@ -137,7 +165,7 @@ pub enum ConfigError {
     },
 }
 
-const KEYS: [&str; 21] = [
+const KEYS: [&str; 27] = [
     "name",
     "label",
     "workers",
@@ -145,6 +173,12 @@ const KEYS: [&str; 21] = [
     "retry",
     "max_attempts",
     "ack_failures",
+    "backoff",
+    "backoff_factor",
+    "backoff_max",
+    "jitter",
+    "retry_on",
+    "scheduler",
     "compress",
     "save_limit",
     "queue_limit",
@@ -233,7 +267,25 @@ impl Config {
         if self.secret.is_empty() {
             return Err(bad("secret must not be empty"));
         }
+        self.retry_policy().validate().map_err(|e| bad(&e))?;
         Ok(self)
+    }
+
+    /// How this cluster retries failed tasks that bring no policy of their
+    /// own: not at all with `ack_failures` on, else up to `max_attempts`.
+    pub fn retry_policy(&self) -> crate::workflow::RetryPolicy {
+        crate::workflow::RetryPolicy {
+            max_attempts: if self.ack_failures {
+                1
+            } else {
+                self.max_attempts
+            },
+            backoff_ms: self.backoff.as_millis() as u64,
+            factor: self.backoff_factor,
+            backoff_max_ms: self.backoff_max.as_millis() as u64,
+            jitter: self.jitter,
+            retry_on: self.retry_on.clone(),
+        }
     }
 
     /// Tasks a cluster holds at once.

@@ -63,12 +63,13 @@ pub mod sandbox;
 pub mod schedule;
 pub mod store;
 pub mod units;
+pub mod workflow;
 
 pub use client::{Client, ClientError, TaskRequest};
 pub use cluster::Cluster;
 pub use config::Config;
 pub use digest::{Digest, DigestParseError};
 pub use sandbox::{
-    CpuMetering, Execution, Limits, Outcome, OutcomeKind, OutputStream, Sandbox, SandboxConfig,
-    SandboxError, TaskCall, TaskModule, Usage,
+    CancelToken, CpuMetering, Execution, Limits, Outcome, OutcomeKind, OutputStream, Sandbox,
+    SandboxConfig, SandboxError, TaskCall, TaskModule, Usage,
 };

@@ -13,9 +13,11 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use crate::Digest;
+use crate::workflow::{AttemptRecord, ChainLink, HookTarget, RetryPolicy};
 
-/// The package format written by this version.
-pub const VERSION: u8 = 1;
+/// The package format written by this version (2: records carry retry,
+/// chain, hook, priority and unique-key fields).
+pub const VERSION: u8 = 2;
 /// Payloads at least this large are compressed when compression is on.
 pub const COMPRESS_THRESHOLD: usize = 512;
 /// The largest package or decompressed payload accepted (16 MiB): a bound on
@@ -41,7 +43,7 @@ pub struct TaskLimits {
 }
 
 /// Everything a worker needs to run a task, as enqueued.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskRecord {
     /// Unique, unguessable task id (32 hex digits).
     pub id: String,
@@ -66,6 +68,53 @@ pub struct TaskRecord {
     /// Keep the result this many seconds in the result cache (`cache`)
     /// instead of the store — Django Q2's `cached`.
     pub cached_secs: Option<u32>,
+    /// Priority in its queue: higher runs first where the broker can.
+    pub priority: i32,
+    /// Not before this time, ms since the epoch (ETA); `None`: at once.
+    pub eta_ms: Option<u64>,
+    /// This attempt, from 1 (a retry after a failure is the next one).
+    pub attempt: u32,
+    /// How failures are retried; `None`: the cluster's default.
+    pub retry: Option<RetryPolicy>,
+    /// The failed attempts before this one.
+    pub earlier: Vec<AttemptRecord>,
+    /// The tasks of its chain still to run after it, in order.
+    pub chain: Vec<ChainLink>,
+    /// Pass this task's result to the next link as its first argument.
+    pub pass_result: bool,
+    /// Run this task with the finished task's record.
+    pub hook: Option<HookTarget>,
+    /// A unique key this task holds while queued or running.
+    pub unique_key: Option<String>,
+}
+
+impl TaskRecord {
+    /// A record for a task of `module` with `input`, id and time fresh,
+    /// everything else default.
+    pub fn new(module: Digest, module_name: &str, task: &str, input: String, queue: &str) -> Self {
+        Self {
+            id: new_task_id(),
+            module,
+            module_name: module_name.to_owned(),
+            task: task.to_owned(),
+            input,
+            queue: queue.to_owned(),
+            group: None,
+            limits: TaskLimits::default(),
+            tenant: None,
+            enqueued_at_ms: crate::store::now_ms() as u64,
+            cached_secs: None,
+            priority: 0,
+            eta_ms: None,
+            attempt: 1,
+            retry: None,
+            earlier: Vec::new(),
+            chain: Vec::new(),
+            pass_result: false,
+            hook: None,
+            unique_key: None,
+        }
+    }
 }
 
 /// Why a package was refused. Nothing in a refused package is trusted, not
@@ -195,21 +244,30 @@ mod tests {
 
     fn record(input: &str) -> TaskRecord {
         TaskRecord {
-            id: new_task_id(),
-            module: Digest::of(b"module"),
-            module_name: "basics".into(),
-            task: "fib".into(),
-            input: input.into(),
-            queue: "default".into(),
             group: Some("g".into()),
             limits: TaskLimits {
                 timeout_ms: Some(1000),
                 fuel: None,
                 memory: Some(1 << 20),
             },
-            tenant: None,
             enqueued_at_ms: 1_700_000_000_000,
-            cached_secs: None,
+            priority: 3,
+            chain: vec![crate::workflow::ChainLink {
+                id: new_task_id(),
+                module: Digest::of(b"next"),
+                module_name: "basics".into(),
+                task: "add".into(),
+                input: "{}".into(),
+                queue: "default".into(),
+                limits: TaskLimits::default(),
+            }],
+            ..TaskRecord::new(
+                Digest::of(b"module"),
+                "basics",
+                "fib",
+                input.into(),
+                "default",
+            )
         }
     }
 

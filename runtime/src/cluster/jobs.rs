@@ -26,8 +26,11 @@ pub(crate) struct Job {
 #[derive(Debug)]
 pub(crate) struct Completion {
     pub(crate) ack: AckId,
-    pub(crate) deliveries: u32,
     pub(crate) result: TaskResult,
+    /// The task's record, kept when something may follow the result (a
+    /// retry, the next link of a chain, a hook, a unique key to release);
+    /// `None` for plain tasks, so their records are not copied.
+    pub(crate) record: Option<Box<TaskRecord>>,
 }
 
 impl Completion {
@@ -37,6 +40,10 @@ impl Completion {
             deliveries,
             record,
         } = job;
+        let kept = has_followups(shared, &record).then(|| Box::new(record.clone()));
+        let failed_record = (!execution.outcome.is_success())
+            .then(|| postcard::to_stdvec(&record).ok())
+            .flatten();
         let outcome = &execution.outcome;
         let error = match outcome {
             crate::Outcome::Trap { message } | crate::Outcome::InvalidModule { message } => {
@@ -61,18 +68,30 @@ impl Completion {
             cpu_us: execution.usage.cpu.as_micros() as u64,
             wall_us: execution.usage.wall.as_micros() as u64,
             memory_peak: execution.usage.memory_peak,
-            attempts: deliveries,
+            attempts: record.attempt.saturating_sub(1) + deliveries,
             enqueued_at_ms: record.enqueued_at_ms as i64,
             started_at_ms,
             stopped_at_ms: now_ms(),
             cluster: shared.id.clone(),
             cached_secs: record.cached_secs,
+            attempt_log: record.earlier,
+            record: failed_record,
         };
         Self {
             ack,
-            deliveries,
             result,
+            record: kept,
         }
+    }
+
+    /// A task cancelled before it ran (`wasq cancel`): recorded without
+    /// running.
+    pub(crate) fn cancelled(shared: &Shared, job: Job) -> Self {
+        let mut execution = Execution::invalid_module("");
+        execution.outcome = crate::Outcome::Cancelled;
+        let mut completion = Self::new(shared, job, &execution, now_ms());
+        completion.result.error = Some("cancelled before it ran".into());
+        completion
     }
 
     /// A task delivered more than `max_attempts` times (it kept crashing
@@ -92,6 +111,18 @@ impl Completion {
         completion.result.error = Some(message);
         completion
     }
+}
+
+/// Whether anything can follow a task's end: then the monitor needs its
+/// record.
+fn has_followups(shared: &Shared, record: &TaskRecord) -> bool {
+    !record.chain.is_empty()
+        || record.hook.is_some()
+        || record.unique_key.is_some()
+        || record
+            .retry
+            .as_ref()
+            .map_or(shared.retries_by_default, |r| r.max_attempts > 1)
 }
 
 /// Why a job's module could not be had.
@@ -138,11 +169,14 @@ async fn execute(
             };
             let limits = shared.limits(&job.record.limits);
             let span = tracing::debug_span!("task", id = %job.record.id, task = %job.record.task);
-            shared
+            let cancel = shared.start_cancellable(&job.record.id);
+            let execution = shared
                 .sandbox
-                .run(&module, &call, &limits)
+                .run_cancellable(&module, &call, &limits, &cancel)
                 .instrument(span)
-                .await
+                .await;
+            shared.end_cancellable(&job.record.id);
+            execution
         }
         Err(ModuleError::Final(message)) => Execution::invalid_module(message),
         Err(ModuleError::Transient(error)) => {

@@ -10,12 +10,14 @@
 //! and the store keeps the first result of a task, so a task killed halfway
 //! runs again and still ends with exactly one result.
 
+mod cancel;
 mod jobs;
 mod lease;
 mod monitor;
 mod pusher;
+// SCHEDULER-PENDING mod scheduler;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -26,8 +28,9 @@ use wasq_brokers::{AckId, SharedBroker};
 
 use crate::config::Config;
 use crate::package::PackageCodec;
-use crate::sandbox::{Limits, Sandbox};
+use crate::sandbox::{CancelToken, Limits, Sandbox};
 use crate::store::{ClusterStatus, Store, now_ms};
+use crate::workflow::RetryPolicy;
 
 /// Everything the parts of a cluster share.
 pub(crate) struct Shared {
@@ -49,6 +52,16 @@ pub(crate) struct Shared {
     last_start_ns: AtomicU64,
     epoch: std::time::Instant,
     pub(crate) stop: watch::Receiver<bool>,
+    /// How failed tasks without a policy of their own are retried.
+    pub(crate) default_retry: RetryPolicy,
+    /// Whether `default_retry` ever retries.
+    pub(crate) retries_by_default: bool,
+    /// Woken when deferred tasks were written that may be due now.
+    pub(crate) outbox: Notify,
+    /// Cancel requests seen.
+    cancels: Mutex<cancel::Cancels>,
+    /// The cancel tokens of running tasks, by task id.
+    running: Mutex<HashMap<String, CancelToken>>,
 }
 
 impl Shared {
@@ -62,6 +75,35 @@ impl Shared {
         let ns = self.epoch.elapsed().as_nanos() as u64;
         self.last_start_ns.store(ns, Ordering::Relaxed);
         self.started.fetch_add(1, Ordering::Release);
+    }
+
+    fn cancels(&self) -> MutexGuard<'_, cancel::Cancels> {
+        self.cancels.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn running(&self) -> MutexGuard<'_, HashMap<String, CancelToken>> {
+        self.running.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether task `id` was cancelled (as far as this cluster has seen).
+    pub(crate) fn is_cancelled(&self, id: &str) -> bool {
+        self.cancels().contains(id)
+    }
+
+    /// The cancel token of a task that starts to run (already cancelled
+    /// if a request for it was seen).
+    pub(crate) fn start_cancellable(&self, id: &str) -> CancelToken {
+        let token = CancelToken::new();
+        self.running().insert(id.to_owned(), token.clone());
+        if self.is_cancelled(id) {
+            token.cancel();
+        }
+        token
+    }
+
+    /// Forgets the cancel token of a task that ended.
+    pub(crate) fn end_cancellable(&self, id: &str) {
+        self.running().remove(id);
     }
 
     pub(crate) fn stopping(&self) -> bool {
@@ -147,7 +189,13 @@ impl Cluster {
             &crate::package::new_task_id()[..6]
         );
         let codec = PackageCodec::new(&config.secret, config.compress);
+        let default_retry = config.retry_policy();
         let shared = Arc::new(Shared {
+            retries_by_default: default_retry.max_attempts > 1,
+            default_retry,
+            outbox: Notify::new(),
+            cancels: Mutex::default(),
+            running: Mutex::default(),
             config,
             id: id.clone(),
             broker,
@@ -170,6 +218,8 @@ impl Cluster {
             tokio::spawn(monitor::run(shared.clone(), done_rx)),
             tokio::spawn(lease::run(shared.clone())),
             tokio::spawn(heartbeat(shared.clone(), started_at)),
+            tokio::spawn(cancel::run(shared.clone())),
+            // SCHEDULER-PENDING tokio::spawn(scheduler::run(shared.clone())),
         ];
         let jobs = tokio::spawn(jobs::run(shared.clone(), job_rx, done_tx));
         Self {

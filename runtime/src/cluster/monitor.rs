@@ -1,6 +1,9 @@
 //! The monitor: saves finished tasks' results in batches, then
-//! acknowledges them (or hands failed ones back for another attempt when
-//! `ack_failures` is off).
+//! acknowledges them. What follows a result is written in the same
+//! transaction as deferred tasks (see `store/workflow.rs`): a retry after
+//! its backoff instead of a result, the next link of a chain, a hook with
+//! the finished task's record, the release of a unique key. The scheduler
+//! hands them to the broker when due.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -9,10 +12,16 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::Shared;
-use super::jobs::{Completion, hand_back};
+use super::jobs::Completion;
+use crate::OutcomeKind;
+use crate::package::TaskRecord;
+use crate::store::{Deferred, Followup, Followups, TaskResult, now_ms};
+use crate::workflow::{AttemptRecord, hook_id, pass_result};
 
 /// Most completions saved in one transaction.
 const BATCH: usize = 512;
+/// The most of a failed attempt's log kept in its retry record.
+const ERROR_KEPT: usize = 1000;
 
 pub(crate) async fn run(shared: Arc<Shared>, mut done: mpsc::UnboundedReceiver<Completion>) {
     let mut batch = Vec::with_capacity(BATCH);
@@ -30,24 +39,33 @@ pub(crate) async fn run(shared: Arc<Shared>, mut done: mpsc::UnboundedReceiver<C
 
 async fn flush(shared: &Shared, batch: Vec<Completion>) {
     let config = &shared.config;
-    let (finished, again): (Vec<_>, Vec<_>) = batch.into_iter().partition(|c| {
-        c.result.success
-            || config.ack_failures
-            || c.deliveries >= config.max_attempts
-            || c.result.outcome == "abandoned"
-    });
-    for completion in again {
-        hand_back(shared, &completion.ack).await;
+    let now = now_ms();
+    let mut followups = Followups::default();
+    let mut acks = Vec::with_capacity(batch.len());
+    let mut results = Vec::with_capacity(batch.len());
+    for completion in batch {
+        acks.push(completion.ack);
+        match completion.record {
+            None => results.push(completion.result),
+            Some(record) => plan(
+                shared,
+                completion.result,
+                &record,
+                now,
+                &mut results,
+                &mut followups,
+            ),
+        }
     }
-    if finished.is_empty() {
-        return;
-    }
-    let (acks, results): (Vec<_>, Vec<_>) = finished.into_iter().map(|c| (c.ack, c.result)).unzip();
     // Save before acknowledging: a crash in between redelivers the tasks,
     // and the store keeps their first result.
     let mut delay = Duration::from_millis(100);
     loop {
-        match shared.store.save_results(&results, config.save_limit).await {
+        match shared
+            .store
+            .complete(&results, &followups, config.save_limit)
+            .await
+        {
             Ok(_) => break,
             Err(error) if shared.stopping() && delay > Duration::from_secs(2) => {
                 tracing::error!(%error, "cannot save results while stopping; their tasks will be redelivered");
@@ -64,6 +82,9 @@ async fn flush(shared: &Shared, batch: Vec<Completion>) {
             }
         }
     }
+    if !followups.deferred.is_empty() {
+        shared.outbox.notify_one();
+    }
     // The results are safe; an acknowledgement that cannot be made is
     // retried while the leases last (a broker restarting), and after that
     // the tasks are redelivered and run again, their first results kept.
@@ -72,10 +93,11 @@ async fn flush(shared: &Shared, batch: Vec<Completion>) {
     loop {
         match shared.broker.acknowledge(shared.queue(), &acks).await {
             Ok(held) => {
-                for (result, still_held) in results.iter().zip(held) {
-                    if !still_held {
-                        tracing::warn!(id = %result.id, "lease was lost before the acknowledgement; the first result stands");
-                    }
+                if held.iter().any(|h| !h) {
+                    tracing::warn!(
+                        lost = held.iter().filter(|h| !**h).count(),
+                        "leases were lost before the acknowledgement; the first results stand"
+                    );
                 }
                 break;
             }
@@ -101,4 +123,189 @@ async fn flush(shared: &Shared, batch: Vec<Completion>) {
     }
     shared.done.fetch_add(acks.len() as u64, Ordering::Relaxed);
     shared.room.notify_one();
+}
+
+/// Decides what a finished task with workflow fields leaves: a retry (and
+/// no result), or its result plus the chain's next link, its hook and the
+/// release of its unique key.
+fn plan(
+    shared: &Shared,
+    result: TaskResult,
+    record: &TaskRecord,
+    now: i64,
+    results: &mut Vec<TaskResult>,
+    followups: &mut Followups,
+) {
+    if let Some(retry) = retry(shared, &result, record, now) {
+        followups.deferred.push(Followup {
+            parent: None,
+            task: retry,
+        });
+        return;
+    }
+    if !record.chain.is_empty() {
+        if result.success {
+            if let Some(next) = next_link(shared, &result, record, now) {
+                followups.deferred.push(Followup {
+                    parent: Some(result.id.clone()),
+                    task: next,
+                });
+            }
+        } else {
+            // The chain stops: its later links end cancelled, so nobody
+            // waits for them forever.
+            results.extend(record.chain.iter().map(|link| TaskResult {
+                id: link.id.clone(),
+                module: link.module,
+                module_name: link.module_name.clone(),
+                task: link.task.clone(),
+                input: link.input.clone(),
+                queue: link.queue.clone(),
+                outcome: OutcomeKind::Cancelled.as_str().into(),
+                success: false,
+                result: None,
+                stderr: String::new(),
+                error: Some(format!(
+                    "chain stopped: task {} ended with {}",
+                    result.id, result.outcome
+                )),
+                fuel: None,
+                cpu_us: 0,
+                wall_us: 0,
+                memory_peak: 0,
+                attempts: 0,
+                started_at_ms: now,
+                stopped_at_ms: now,
+                cached_secs: None,
+                attempt_log: Vec::new(),
+                record: None,
+                ..result.clone()
+            }));
+        }
+    }
+    if let Some(hook) = &record.hook {
+        let input = serde_json::json!({"args": [result.to_json()], "kwargs": {}}).to_string();
+        let mut hook_record = TaskRecord::new(
+            hook.module,
+            &hook.module_name,
+            &hook.task,
+            input,
+            &record.queue,
+        );
+        hook_record.id = hook_id(&result.id);
+        hook_record.priority = record.priority;
+        hook_record.group = record.group.clone();
+        if let Some(task) = deferred(shared, &hook_record, now) {
+            followups.deferred.push(Followup {
+                parent: Some(result.id.clone()),
+                task,
+            });
+        }
+    }
+    if let Some(key) = &record.unique_key
+        && (record.chain.is_empty() || !result.success)
+    {
+        followups
+            .release
+            .push((key.clone(), unique_holder(record).to_owned()));
+    }
+    results.push(result);
+}
+
+/// The task id a unique key is held by: a chain's last link, else the
+/// task itself.
+pub(crate) fn unique_holder(record: &TaskRecord) -> &str {
+    record.chain.last().map_or(&record.id, |link| &link.id)
+}
+
+/// The next attempt of a failed task, due after its backoff, when its
+/// policy retries this outcome and attempts remain.
+fn retry(shared: &Shared, result: &TaskResult, record: &TaskRecord, now: i64) -> Option<Deferred> {
+    let kind = result.outcome_kind()?;
+    if result.success || kind == OutcomeKind::Cancelled || shared.is_cancelled(&record.id) {
+        return None;
+    }
+    let policy = record.retry.as_ref().unwrap_or(&shared.default_retry);
+    if !policy.retries(kind, record.attempt) {
+        return None;
+    }
+    let delay = policy.jittered_delay(record.attempt, rand::random::<f64>());
+    let due = now + delay.as_millis() as i64;
+    let mut error = result
+        .error
+        .clone()
+        .unwrap_or_else(|| result.stderr.trim().to_owned());
+    if error.len() > ERROR_KEPT {
+        let mut cut = ERROR_KEPT;
+        while !error.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        error.truncate(cut);
+    }
+    let mut next = record.clone();
+    next.earlier.push(AttemptRecord {
+        attempt: record.attempt,
+        outcome: result.outcome.clone(),
+        error,
+        started_at_ms: result.started_at_ms,
+        stopped_at_ms: result.stopped_at_ms,
+        retry_in_ms: delay.as_millis() as u64,
+    });
+    next.attempt += 1;
+    next.eta_ms = Some(due as u64);
+    tracing::debug!(id = %record.id, attempt = next.attempt, ?delay, "retrying a failed task");
+    let mut task = deferred(shared, &next, due)?;
+    task.id = format!("{}:{}", record.id, next.attempt);
+    Some(task)
+}
+
+/// The chain's next link as a task, its input given this result when the
+/// chain passes results on.
+fn next_link(
+    shared: &Shared,
+    result: &TaskResult,
+    record: &TaskRecord,
+    now: i64,
+) -> Option<Deferred> {
+    let (link, rest) = record.chain.split_first()?;
+    let input = if record.pass_result {
+        pass_result(&link.input, result.result_json())
+    } else {
+        link.input.clone()
+    };
+    let mut next = TaskRecord::new(
+        link.module,
+        &link.module_name,
+        &link.task,
+        input,
+        &link.queue,
+    );
+    next.id = link.id.clone();
+    next.limits = link.limits.clone();
+    next.group = record.group.clone();
+    next.priority = record.priority;
+    next.retry = record.retry.clone();
+    next.chain = rest.to_vec();
+    next.pass_result = record.pass_result;
+    next.unique_key = record.unique_key.clone();
+    next.tenant = record.tenant.clone();
+    deferred(shared, &next, now)
+}
+
+/// A record signed as a deferred task due at `due`.
+fn deferred(shared: &Shared, record: &TaskRecord, due: i64) -> Option<Deferred> {
+    match shared.codec.encode(record) {
+        Ok(package) => Some(Deferred {
+            id: record.id.clone(),
+            task_id: record.id.clone(),
+            queue: record.queue.clone(),
+            priority: record.priority,
+            due_at_ms: due,
+            package,
+        }),
+        Err(error) => {
+            tracing::error!(id = %record.id, %error, "cannot package a follow-up task");
+            None
+        }
+    }
 }

@@ -26,6 +26,9 @@ pub(crate) async fn run(
     let mut stop = shared.stop.clone();
     let mut backoff = Duration::from_millis(100);
     let mut lost_broker = false;
+    // Cancel requests made while no cluster ran apply to the first tasks
+    // taken.
+    super::cancel::refresh(&shared).await;
     loop {
         if shared.stopping() {
             return;
@@ -89,7 +92,9 @@ pub(crate) async fn run(
                         deliveries: delivery.deliveries,
                         record,
                     };
-                    if job.deliveries > config.max_attempts {
+                    if shared.is_cancelled(&job.record.id) {
+                        let _ = done.send(Completion::cancelled(&shared, job));
+                    } else if job.deliveries > config.max_attempts {
                         let _ = done.send(Completion::abandoned(&shared, job));
                     } else if let Err(unsent) = jobs.send(job) {
                         super::jobs::hand_back(&shared, &unsent.0.ack).await;

@@ -7,6 +7,7 @@
 //! stdout, its log on stderr, clocks and random numbers.
 
 mod cache;
+mod cancel;
 mod config;
 mod cpu;
 mod engine;
@@ -27,6 +28,7 @@ use engine::EpochTicker;
 use run::{TaskState, one_line};
 
 pub use cache::TaskModule;
+pub use cancel::CancelToken;
 pub use config::{Limits, SandboxConfig};
 pub use cpu::CpuMetering;
 pub use error::SandboxError;

@@ -59,6 +59,8 @@ pub enum Outcome {
         /// What is wrong with it, one line.
         message: String,
     },
+    /// Cancelled from outside (`wasq cancel`) before or while it ran.
+    Cancelled,
 }
 
 /// The name of an [`Outcome`] without its data, as used in JSON and tables.
@@ -81,11 +83,13 @@ pub enum OutcomeKind {
     OutputLimit,
     /// See [`Outcome::InvalidModule`].
     InvalidModule,
+    /// See [`Outcome::Cancelled`].
+    Cancelled,
 }
 
 impl OutcomeKind {
     /// Every kind, in the order of their exit codes.
-    pub const ALL: [OutcomeKind; 8] = [
+    pub const ALL: [OutcomeKind; 9] = [
         Self::Success,
         Self::GuestError,
         Self::Trap,
@@ -94,6 +98,7 @@ impl OutcomeKind {
         Self::MemoryLimit,
         Self::OutputLimit,
         Self::InvalidModule,
+        Self::Cancelled,
     ];
 
     /// The snake_case name: `success`, `guest_error`, `fuel_exhausted`…
@@ -107,12 +112,14 @@ impl OutcomeKind {
             Self::MemoryLimit => "memory_limit",
             Self::OutputLimit => "output_limit",
             Self::InvalidModule => "invalid_module",
+            Self::Cancelled => "cancelled",
         }
     }
 
     /// The exit code `wasq run` uses for this outcome. 2 is left for usage
     /// errors: 0 success, 1 guest error, 3 trap, 4 timeout, 5 fuel
-    /// exhausted, 6 memory limit, 7 output limit, 8 invalid module.
+    /// exhausted, 6 memory limit, 7 output limit, 8 invalid module, 9
+    /// cancelled.
     pub fn exit_code(self) -> u8 {
         match self {
             Self::Success => 0,
@@ -123,6 +130,7 @@ impl OutcomeKind {
             Self::MemoryLimit => 6,
             Self::OutputLimit => 7,
             Self::InvalidModule => 8,
+            Self::Cancelled => 9,
         }
     }
 }
@@ -145,6 +153,7 @@ impl Outcome {
             Self::MemoryLimit => OutcomeKind::MemoryLimit,
             Self::OutputLimit { .. } => OutcomeKind::OutputLimit,
             Self::InvalidModule { .. } => OutcomeKind::InvalidModule,
+            Self::Cancelled => OutcomeKind::Cancelled,
         }
     }
 

@@ -9,6 +9,7 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
 
+use super::CancelToken;
 use super::cpu::CpuMetered;
 use super::limiter::TaskLimiter;
 use super::pipe::CappedPipe;
@@ -81,7 +82,26 @@ impl Sandbox {
     /// end is an [`Outcome`]. Must be called inside a tokio runtime with
     /// timers enabled.
     pub async fn run(&self, module: &TaskModule, call: &TaskCall, limits: &Limits) -> Execution {
+        self.run_cancellable(module, call, limits, &CancelToken::new())
+            .await
+    }
+
+    /// [`run`](Self::run), stopped with [`Outcome::Cancelled`] when
+    /// `cancel` is cancelled (before it starts, or within an epoch tick
+    /// while it runs).
+    pub async fn run_cancellable(
+        &self,
+        module: &TaskModule,
+        call: &TaskCall,
+        limits: &Limits,
+        cancel: &CancelToken,
+    ) -> Execution {
         let inner = &self.inner;
+        if cancel.is_cancelled() {
+            let mut execution = Execution::invalid_module("");
+            execution.outcome = Outcome::Cancelled;
+            return execution;
+        }
         let limits = limits.clamped(&inner.config);
         // The semaphore is never closed, so this only waits.
         let _slot = inner.slots.acquire().await.ok();
@@ -110,8 +130,9 @@ impl Sandbox {
         // On every epoch tick: yield to the runtime so tasks share threads, or
         // stop the task once its wall-clock deadline has passed.
         store.set_epoch_deadline(1);
+        let flag = cancel.clone();
         store.epoch_deadline_callback(move |_| {
-            Ok(if Instant::now() >= deadline {
+            Ok(if Instant::now() >= deadline || flag.is_cancelled() {
                 UpdateDeadline::Interrupt
             } else {
                 UpdateDeadline::Yield(1)
@@ -128,16 +149,24 @@ impl Sandbox {
         // spent in host calls (a WASI sleep), where no epoch check runs; it
         // fires a few ticks later so it never races the epoch trap.
         let backstop = deadline + inner.config.epoch_tick * 4 + Duration::from_millis(10);
-        let timed = tokio::time::timeout_at(backstop.into(), call_start);
-        let (result, cpu) = CpuMetered::new(timed, inner.config.cpu_metering).await;
+        let timed = async {
+            tokio::select! {
+                ended = tokio::time::timeout_at(backstop.into(), call_start) => match ended {
+                    Ok(ended) => Ended::Returned(ended),
+                    Err(_) => Ended::DeadlinePassed,
+                },
+                _ = cancel.cancelled() => Ended::Cancelled,
+            }
+        };
+        let (ended, cpu) = CpuMetered::new(timed, inner.config.cpu_metering).await;
         let wall = started.elapsed();
 
         let (stdout, stdout_over) = stdout.take();
         let (stderr, stderr_over) = stderr.take();
         let state = store.data();
-        let ended = match result {
-            Ok(ended) => Ended::Returned(ended),
-            Err(_) => Ended::DeadlinePassed,
+        let ended = match ended {
+            Ended::Returned(Err(_)) if cancel.is_cancelled() => Ended::Cancelled,
+            ended => ended,
         };
         let outcome = classify(
             ended,
@@ -166,6 +195,7 @@ impl Sandbox {
 enum Ended {
     Returned(wasmtime::Result<()>),
     DeadlinePassed,
+    Cancelled,
 }
 
 /// Limits the task ran into, whether or not that is why it ended.
@@ -182,6 +212,7 @@ struct Overruns {
 fn classify(ended: Ended, overruns: Overruns) -> Outcome {
     let error = match ended {
         Ended::DeadlinePassed => return Outcome::Timeout,
+        Ended::Cancelled => return Outcome::Cancelled,
         Ended::Returned(Ok(())) => return Outcome::Success,
         Ended::Returned(Err(error)) => error,
     };

@@ -178,8 +178,9 @@ async fn migrate_postgres(tx: &mut Transaction<'_, Postgres>) -> Result<(), sqlx
 pub(super) const INSERT_RESULT: &str = "
 INSERT INTO wasq_results (id, module, module_name, task, input, queue, grp, outcome,
     success, result, stderr, error, fuel, cpu_us, wall_us, memory_peak, attempts, enqueued_at,
-    started_at, stopped_at, cluster)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
+    started_at, stopped_at, cluster, attempt_log, record)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21,
+    $22, $23)
 ON CONFLICT (id) DO NOTHING";
 
 /// A batch of results in one statement, one array per column; answers the
@@ -187,11 +188,11 @@ ON CONFLICT (id) DO NOTHING";
 pub(super) const INSERT_RESULTS_PG: &str = "
 INSERT INTO wasq_results (id, module, module_name, task, input, queue, grp, outcome,
     success, result, stderr, error, fuel, cpu_us, wall_us, memory_peak, attempts, enqueued_at,
-    started_at, stopped_at, cluster)
+    started_at, stopped_at, cluster, attempt_log, record)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
     $7::text[], $8::text[], $9::bigint[], $10::bytea[], $11::text[], $12::text[], $13::bigint[],
     $14::bigint[], $15::bigint[], $16::bigint[], $17::bigint[], $18::bigint[], $19::bigint[],
-    $20::bigint[], $21::text[])
+    $20::bigint[], $21::text[], $22::text[], $23::bytea[])
 ON CONFLICT (id) DO NOTHING
 RETURNING id";
 

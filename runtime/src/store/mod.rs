@@ -5,11 +5,7 @@
 //! once where the dialects agree (`$1` parameters work in both) and per
 //! backend where they do not (schema, bulk inserts, locking).
 
-mod backend;
-mod cache;
-mod schema;
-mod types;
-
+use std::collections::HashSet;
 use std::time::Duration;
 
 use crate::Digest;
@@ -27,6 +23,50 @@ macro_rules! with_pool {
         }
     };
 }
+
+/// Writes the follow-ups of a batch of results inside transaction `$tx`:
+/// deferred tasks whose parent is in `$saved` (or that have none), and
+/// unique-key releases.
+macro_rules! write_followups {
+    ($tx:ident, $followups:expr, $saved:expr) => {
+        for followup in &$followups.deferred {
+            if followup
+                .parent
+                .as_deref()
+                .is_some_and(|parent| !$saved.contains(parent))
+            {
+                continue;
+            }
+            let task = &followup.task;
+            sqlx::query(workflow::INSERT_DEFERRED)
+                .bind(&task.id)
+                .bind(&task.task_id)
+                .bind(&task.queue)
+                .bind(i64::from(task.priority))
+                .bind(task.due_at_ms)
+                .bind(&task.package)
+                .execute(&mut *$tx)
+                .await?;
+        }
+        for (key, task_id) in &$followups.release {
+            sqlx::query("DELETE FROM wasq_unique WHERE key = $1 AND task_id = $2")
+                .bind(key)
+                .bind(task_id)
+                .execute(&mut *$tx)
+                .await?;
+        }
+    };
+}
+
+mod backend;
+mod cache;
+mod schedules;
+mod schema;
+mod types;
+mod workflow;
+
+pub use schedules::{Schedule, ScheduleFire, ScheduleSpec};
+pub use workflow::{CancelState, Deferred, Followup, Followups};
 
 /// A store operation that failed.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +89,9 @@ pub enum StoreError {
     /// A stored row is not what this version expects.
     #[error("corrupt store row: {0}")]
     Corrupt(String),
+    /// A name that must be unique is taken.
+    #[error("{0}")]
+    Duplicate(String),
     /// The result cache answered with an error.
     #[error("result cache error: {0}")]
     Cache(String),
@@ -254,18 +297,45 @@ impl Store {
         results: &[TaskResult],
         save_limit: i64,
     ) -> Result<Vec<bool>, StoreError> {
+        self.complete(results, &Followups::default(), save_limit)
+            .await
+    }
+
+    /// [`save_results`](Self::save_results), and in the same transaction
+    /// what follows from them: tasks to run later (the next link of a
+    /// chain, a hook, a retry; each only if its parent's result was saved
+    /// now, so a task finished twice starts them once) and unique keys to
+    /// release.
+    pub async fn complete(
+        &self,
+        results: &[TaskResult],
+        followups: &Followups,
+        save_limit: i64,
+    ) -> Result<Vec<bool>, StoreError> {
+        let no_cached = HashSet::new();
         let Some(cache) = &self.cache else {
-            return self.save_in_database(results, save_limit).await;
+            return self
+                .save_in_database(results, followups, &no_cached, save_limit)
+                .await;
         };
         let (cached, stored): (Vec<_>, Vec<_>) =
             results.iter().partition(|r| r.cached_secs.is_some());
         if cached.is_empty() {
-            return self.save_in_database(results, save_limit).await;
+            return self
+                .save_in_database(results, followups, &no_cached, save_limit)
+                .await;
         }
-        let mut in_cache = cache.put(&cached).await?.into_iter();
+        let in_cache = cache.put(&cached).await?;
+        let cached_saved: HashSet<String> = cached
+            .iter()
+            .zip(&in_cache)
+            .filter(|(_, saved)| **saved)
+            .map(|(r, _)| r.id.clone())
+            .collect();
+        let mut in_cache = in_cache.into_iter();
         let stored: Vec<TaskResult> = stored.into_iter().cloned().collect();
         let mut in_database = self
-            .save_in_database(&stored, save_limit)
+            .save_in_database(&stored, followups, &cached_saved, save_limit)
             .await?
             .into_iter();
         Ok(results
@@ -284,6 +354,8 @@ impl Store {
     async fn save_in_database(
         &self,
         results: &[TaskResult],
+        followups: &Followups,
+        also_saved: &HashSet<String>,
         save_limit: i64,
     ) -> Result<Vec<bool>, StoreError> {
         let keep = |r: &TaskResult| !(r.success && save_limit < 0);
@@ -318,10 +390,20 @@ impl Store {
                         .bind(r.started_at_ms)
                         .bind(r.stopped_at_ms)
                         .bind(&r.cluster)
+                        .bind(r.attempt_log_json())
+                        .bind(&r.record)
                         .execute(&mut *tx)
                         .await?;
                     saved.push(done.rows_affected() == 1);
                 }
+                let saved_ids: HashSet<&str> = results
+                    .iter()
+                    .zip(&saved)
+                    .filter(|(_, saved)| **saved)
+                    .map(|(r, _)| r.id.as_str())
+                    .chain(also_saved.iter().map(String::as_str))
+                    .collect();
+                write_followups!(tx, followups, saved_ids);
                 if prunes(results, save_limit) {
                     sqlx::query(PRUNE)
                         .bind(save_limit - 1)
@@ -366,8 +448,21 @@ impl Store {
                     .bind(ints(|r| r.started_at_ms))
                     .bind(ints(|r| r.stopped_at_ms))
                     .bind(texts(|r| r.cluster.clone()))
+                    .bind(
+                        kept.iter()
+                            .map(|r| r.attempt_log_json())
+                            .collect::<Vec<_>>(),
+                    )
+                    .bind(kept.iter().map(|r| r.record.clone()).collect::<Vec<_>>())
                     .fetch_all(&mut *tx)
                     .await?;
+                let saved_ids: HashSet<&str> = inserted
+                    .iter()
+                    .map(String::as_str)
+                    .chain(results.iter().filter(|r| !keep(r)).map(|r| r.id.as_str()))
+                    .chain(also_saved.iter().map(String::as_str))
+                    .collect();
+                write_followups!(tx, followups, saved_ids);
                 if prunes(results, save_limit) {
                     sqlx::query(PRUNE)
                         .bind(save_limit - 1)

@@ -7,9 +7,10 @@
 pub(super) const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS wasq_store_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)";
 
 /// SQLite: `(version, SQL)` pairs, oldest first.
-pub(super) const SQLITE: &[(i64, &str)] = &[(
-    1,
-    r#"
+pub(super) const SQLITE: &[(i64, &str)] = &[
+    (
+        1,
+        r#"
 CREATE TABLE wasq_results (
     id          TEXT PRIMARY KEY,
     module      TEXT NOT NULL,
@@ -72,12 +73,72 @@ CREATE TABLE wasq_clusters (
     status       TEXT NOT NULL
 );
 "#,
-)];
+    ),
+    (
+        2,
+        r#"
+ALTER TABLE wasq_results ADD COLUMN attempt_log TEXT;
+ALTER TABLE wasq_results ADD COLUMN record BLOB;
+ALTER TABLE wasq_module_names ADD COLUMN retry TEXT;
+
+CREATE TABLE wasq_deferred (
+    id            TEXT PRIMARY KEY,
+    task_id       TEXT NOT NULL,
+    queue         TEXT NOT NULL,
+    priority      BIGINT NOT NULL,
+    due_at        BIGINT NOT NULL,
+    claimed_until BIGINT NOT NULL DEFAULT 0,
+    package       BLOB NOT NULL
+);
+CREATE INDEX wasq_deferred_due ON wasq_deferred (due_at);
+CREATE INDEX wasq_deferred_task ON wasq_deferred (task_id);
+
+CREATE TABLE wasq_unique (
+    key        TEXT PRIMARY KEY,
+    task_id    TEXT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+
+CREATE TABLE wasq_cancelled (
+    seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+    task_id TEXT NOT NULL UNIQUE,
+    at      BIGINT NOT NULL
+);
+
+CREATE TABLE wasq_schedules (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    name       TEXT NOT NULL UNIQUE,
+    module     TEXT NOT NULL,
+    digest     TEXT NOT NULL,
+    task       TEXT NOT NULL,
+    input      TEXT NOT NULL,
+    queue      TEXT,
+    grp        TEXT,
+    priority   BIGINT NOT NULL,
+    kind       TEXT NOT NULL,
+    minutes    BIGINT,
+    cron       TEXT,
+    tz         TEXT NOT NULL,
+    anchor     BIGINT NOT NULL,
+    next_run   BIGINT NOT NULL,
+    repeats    BIGINT NOT NULL,
+    catch_up   BIGINT NOT NULL,
+    cluster    TEXT,
+    last_run   BIGINT,
+    last_task  TEXT,
+    runs       BIGINT NOT NULL DEFAULT 0,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX wasq_schedules_next ON wasq_schedules (next_run);
+"#,
+    ),
+];
 
 /// PostgreSQL: `(version, SQL)` pairs, oldest first, matching [`SQLITE`].
-pub(super) const POSTGRES: &[(i64, &str)] = &[(
-    1,
-    r#"
+pub(super) const POSTGRES: &[(i64, &str)] = &[
+    (
+        1,
+        r#"
 CREATE TABLE wasq_results (
     id          TEXT PRIMARY KEY,
     module      TEXT NOT NULL,
@@ -140,4 +201,63 @@ CREATE TABLE wasq_clusters (
     status       TEXT NOT NULL
 );
 "#,
-)];
+    ),
+    (
+        2,
+        r#"
+ALTER TABLE wasq_results ADD COLUMN attempt_log TEXT;
+ALTER TABLE wasq_results ADD COLUMN record BYTEA;
+ALTER TABLE wasq_module_names ADD COLUMN retry TEXT;
+
+CREATE TABLE wasq_deferred (
+    id            TEXT PRIMARY KEY,
+    task_id       TEXT NOT NULL,
+    queue         TEXT NOT NULL,
+    priority      BIGINT NOT NULL,
+    due_at        BIGINT NOT NULL,
+    claimed_until BIGINT NOT NULL DEFAULT 0,
+    package       BYTEA NOT NULL
+);
+CREATE INDEX wasq_deferred_due ON wasq_deferred (due_at);
+CREATE INDEX wasq_deferred_task ON wasq_deferred (task_id);
+
+CREATE TABLE wasq_unique (
+    key        TEXT PRIMARY KEY,
+    task_id    TEXT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+
+CREATE TABLE wasq_cancelled (
+    seq     BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    task_id TEXT NOT NULL UNIQUE,
+    at      BIGINT NOT NULL
+);
+
+CREATE TABLE wasq_schedules (
+    id         BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name       TEXT NOT NULL UNIQUE,
+    module     TEXT NOT NULL,
+    digest     TEXT NOT NULL,
+    task       TEXT NOT NULL,
+    input      TEXT NOT NULL,
+    queue      TEXT,
+    grp        TEXT,
+    priority   BIGINT NOT NULL,
+    kind       TEXT NOT NULL,
+    minutes    BIGINT,
+    cron       TEXT,
+    tz         TEXT NOT NULL,
+    anchor     BIGINT NOT NULL,
+    next_run   BIGINT NOT NULL,
+    repeats    BIGINT NOT NULL,
+    catch_up   BIGINT NOT NULL,
+    cluster    TEXT,
+    last_run   BIGINT,
+    last_task  TEXT,
+    runs       BIGINT NOT NULL DEFAULT 0,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX wasq_schedules_next ON wasq_schedules (next_run);
+"#,
+    ),
+];

@@ -91,6 +91,8 @@ fn result(id: &str, success: bool, stopped_at_ms: i64) -> TaskResult {
         stopped_at_ms,
         cluster: "c".into(),
         cached_secs: None,
+        attempt_log: Vec::new(),
+        record: None,
     }
 }
 

@@ -2,6 +2,7 @@
 
 use super::backend::Columns;
 use super::{StoreError, parse_digest};
+use crate::workflow::AttemptRecord;
 use crate::{Digest, OutcomeKind};
 
 /// Milliseconds since the Unix epoch.
@@ -73,6 +74,12 @@ pub struct TaskResult {
     /// Seconds to keep the result in the result cache instead of the
     /// database; `None` for a stored result.
     pub cached_secs: Option<u32>,
+    /// The failed attempts before the last one (retries), oldest first.
+    pub attempt_log: Vec<AttemptRecord>,
+    /// The task's record (postcard), kept with failures so that
+    /// `wasq failed resubmit` can enqueue it again.
+    #[serde(skip)]
+    pub record: Option<Vec<u8>>,
 }
 
 impl TaskResult {
@@ -100,7 +107,19 @@ impl TaskResult {
             stopped_at_ms: row.int("stopped_at")?,
             cluster: row.text("cluster")?,
             cached_secs: None,
+            attempt_log: match row.opt_text("attempt_log")? {
+                Some(json) => serde_json::from_str(&json)
+                    .map_err(|e| StoreError::Corrupt(format!("attempt_log: {e}")))?,
+                None => Vec::new(),
+            },
+            record: row.opt_bytes("record")?,
         })
+    }
+
+    /// The attempt log as stored: JSON, or NULL when there were no retries.
+    pub(super) fn attempt_log_json(&self) -> Option<String> {
+        (!self.attempt_log.is_empty())
+            .then(|| serde_json::to_string(&self.attempt_log).unwrap_or_default())
     }
 
     /// The outcome as a kind, when it is one (not `abandoned`).
@@ -146,6 +165,7 @@ impl TaskResult {
             "queue": self.queue,
             "group": self.group,
             "attempts": self.attempts,
+            "attempt_log": self.attempt_log,
             "enqueued_at_ms": self.enqueued_at_ms,
             "started_at_ms": self.started_at_ms,
             "stopped_at_ms": self.stopped_at_ms,

@@ -184,6 +184,7 @@ fn print_human(execution: &Execution, args: &RunArgs, limits: &Limits) {
         }
         Outcome::GuestError { code } => format!("task `{task}` failed with exit code {code}"),
         Outcome::Trap { message } => format!("task `{task}` trapped: {message}"),
+        Outcome::Cancelled => format!("task `{task}` was cancelled"),
         Outcome::Timeout => format!(
             "task `{task}` timed out after {}; raise --timeout if it needs longer",
             format_duration(limits.timeout)
