@@ -8,7 +8,11 @@ use wasq_brokers::{BrokerError, SharedBroker};
 
 use crate::config::Config;
 use crate::package::{PackageCodec, PackageError, TaskLimits, TaskRecord};
-use crate::store::{ModuleInfo, Store, StoreError, TaskResult};
+use crate::store::{
+    CancelState, Deferred, ModuleInfo, Schedule, ScheduleSpec, Store, StoreError, TaskResult,
+    now_ms,
+};
+use crate::workflow::{ChainLink, HookTarget, RetryPolicy};
 use crate::{Digest, SandboxError, TaskCall};
 
 /// Why a client call failed.
@@ -43,6 +47,25 @@ pub enum ClientError {
     /// The package could not be made.
     #[error(transparent)]
     Package(#[from] PackageError),
+    /// An equal task (same unique key) is queued or running: nothing was
+    /// enqueued.
+    #[error(
+        "skipped: an equal task is queued or running (unique key `{key}`, task {holder}); nothing enqueued"
+    )]
+    Duplicate {
+        /// The key.
+        key: String,
+        /// The task that holds it.
+        holder: String,
+    },
+    /// A request that cannot be carried out as given (bad priority, bad
+    /// retry policy, bad schedule, empty chain…): the message names the
+    /// field.
+    #[error("{0}")]
+    Invalid(String),
+    /// No task (or schedule) by that id or name.
+    #[error("{0}")]
+    NotFound(String),
     /// A cached result was asked for with no result cache configured.
     #[error(
         "cached results need a result cache: set `cache = \"redis://HOST\"` in wasq.toml or WASQ_CACHE"
@@ -71,6 +94,22 @@ pub struct TaskRequest {
     /// Keep the result in the result cache for this long instead of the
     /// store (needs `cache` in the configuration).
     pub cached: Option<Duration>,
+    /// Priority within the queue (-1000..=1000, higher first; 0 default).
+    pub priority: i32,
+    /// Not before this time (ms since the epoch): the task waits in the
+    /// store until then.
+    pub eta_ms: Option<i64>,
+    /// How failures are retried; `None`: the module's policy, else the
+    /// cluster's.
+    pub retry: Option<RetryPolicy>,
+    /// A task (`(module, task)`) run with this task's record when it ends.
+    pub hook: Option<(String, String)>,
+    /// Drop this request while a task with the same key is queued or
+    /// running.
+    pub unique_key: Option<String>,
+    /// Hold the unique key at most this long (default: a day), or until
+    /// the task ends.
+    pub unique_for: Option<Duration>,
 }
 
 impl TaskRequest {
@@ -85,6 +124,12 @@ impl TaskRequest {
             group: None,
             limits: TaskLimits::default(),
             cached: None,
+            priority: 0,
+            eta_ms: None,
+            retry: None,
+            hook: None,
+            unique_key: None,
+            unique_for: None,
         }
     }
 
@@ -93,7 +138,91 @@ impl TaskRequest {
         self.args = args;
         self
     }
+
+    /// Sets the named arguments.
+    pub fn kwargs(mut self, kwargs: serde_json::Value) -> Self {
+        self.kwargs = kwargs;
+        self
+    }
+
+    /// Runs the task no sooner than `delay` from now (countdown).
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.eta_ms = Some(now_ms() + delay.as_millis() as i64);
+        self
+    }
+
+    /// Sets the priority.
+    pub fn priority(mut self, priority: i32) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    /// Sets the retry policy.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = Some(policy);
+        self
+    }
+
+    /// Runs `task` of `module` with this task's record when it ends.
+    pub fn hook(mut self, module: impl Into<String>, task: impl Into<String>) -> Self {
+        self.hook = Some((module.into(), task.into()));
+        self
+    }
+
+    /// Sets a unique key.
+    pub fn unique(mut self, key: impl Into<String>) -> Self {
+        self.unique_key = Some(key.into());
+        self
+    }
 }
+
+/// A schedule to add: a task and when it runs.
+#[derive(Debug, Clone)]
+pub struct ScheduleRequest {
+    /// Unique name.
+    pub name: String,
+    /// The task (its module, task, arguments, queue, group and priority).
+    pub task: TaskRequest,
+    /// `once`, `minutes`, `hourly`, `daily`, `weekly`, `biweekly`,
+    /// `monthly`, `bimonthly`, `quarterly`, `yearly` or `cron`.
+    pub kind: String,
+    /// Every this many minutes (kind `minutes`).
+    pub minutes: Option<u32>,
+    /// A cron expression of 5 or 6 fields (kind `cron`).
+    pub cron: Option<String>,
+    /// IANA time zone the schedule keeps its wall-clock times in.
+    pub tz: String,
+    /// The first run (ms since the epoch); `None`: now, or the next cron
+    /// match.
+    pub next_run_ms: Option<i64>,
+    /// Runs: -1 forever, or a count.
+    pub repeats: i64,
+    /// After an outage, run once per missed time (`true`) or once.
+    pub catch_up: bool,
+    /// Only clusters of this name run it.
+    pub cluster: Option<String>,
+}
+
+impl ScheduleRequest {
+    /// A schedule of `kind` for `task`, forever, in UTC, catching up.
+    pub fn new(name: impl Into<String>, task: TaskRequest, kind: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            task,
+            kind: kind.into(),
+            minutes: None,
+            cron: None,
+            tz: "UTC".into(),
+            next_run_ms: None,
+            repeats: -1,
+            catch_up: true,
+            cluster: None,
+        }
+    }
+}
+
+/// How long a unique key is held when the request does not say.
+const UNIQUE_FOR_DEFAULT: Duration = Duration::from_secs(24 * 3600);
 
 /// Talks to a broker and a store.
 #[derive(Clone)]
@@ -180,31 +309,80 @@ impl Client {
         &self,
         request: &TaskRequest,
     ) -> Result<(String, String, Vec<u8>), ClientError> {
-        let (digest, module_name) = self.resolve(&request.module).await?;
-        self.package_resolved(request, digest, module_name)
+        let record = self.record(request).await?;
+        let bytes = self.codec.encode(&record)?;
+        Ok((record.id, record.queue, bytes))
     }
 
-    /// Makes the signed package of a request whose module is resolved.
-    fn package_resolved(
+    /// The record of a request: its module, hook and retry policy
+    /// resolved, its fields checked.
+    pub async fn record(&self, request: &TaskRequest) -> Result<TaskRecord, ClientError> {
+        let (digest, module_name) = self.resolve(&request.module).await?;
+        let mut record = self.record_resolved(request, digest, module_name)?;
+        self.resolve_workflow(request, &mut record).await?;
+        Ok(record)
+    }
+
+    /// Fills in what needs the store: the hook's module and the module's
+    /// retry policy.
+    async fn resolve_workflow(
+        &self,
+        request: &TaskRequest,
+        record: &mut TaskRecord,
+    ) -> Result<(), ClientError> {
+        if let Some((module, task)) = &request.hook {
+            let (digest, module_name) = self.resolve(module).await?;
+            record.hook = Some(HookTarget {
+                module: digest,
+                module_name,
+                task: task.clone(),
+            });
+        }
+        if record.retry.is_none() {
+            record.retry = self.store.module_retry(&record.module_name).await?;
+        }
+        Ok(())
+    }
+
+    /// The record of a request whose module is resolved.
+    fn record_resolved(
         &self,
         request: &TaskRequest,
         digest: Digest,
         module_name: String,
-    ) -> Result<(String, String, Vec<u8>), ClientError> {
+    ) -> Result<TaskRecord, ClientError> {
         if request.cached.is_some() && self.config.cache.is_none() {
             return Err(ClientError::NoCache);
+        }
+        if !(wasq_brokers::MIN_PRIORITY..=wasq_brokers::MAX_PRIORITY).contains(&request.priority) {
+            return Err(ClientError::Invalid(format!(
+                "priority: {} is out of range {}..={}",
+                request.priority,
+                wasq_brokers::MIN_PRIORITY,
+                wasq_brokers::MAX_PRIORITY
+            )));
+        }
+        if let Some(policy) = &request.retry {
+            policy.validate().map_err(ClientError::Invalid)?;
         }
         let call = TaskCall::new(&module_name, &request.task, &request.args, &request.kwargs)?;
         let queue = request
             .queue
             .clone()
             .unwrap_or_else(|| self.config.queue.clone());
-        let record = TaskRecord {
+        Ok(TaskRecord {
             group: request.group.clone(),
             limits: request.limits.clone(),
             cached_secs: request
                 .cached
                 .map(|d| d.as_secs().clamp(1, u64::from(u32::MAX)) as u32),
+            priority: request.priority,
+            eta_ms: request
+                .eta_ms
+                .filter(|&eta| eta > now_ms())
+                .map(|eta| eta as u64),
+            retry: request.retry.clone(),
+            unique_key: request.unique_key.clone(),
             ..TaskRecord::new(
                 digest,
                 &module_name,
@@ -212,41 +390,252 @@ impl Client {
                 String::from_utf8_lossy(&call.input).into_owned(),
                 &queue,
             )
-        };
-        let bytes = self.codec.encode(&record)?;
-        Ok((record.id, queue, bytes))
+        })
     }
 
-    /// Enqueues a task; returns its id.
+    /// Enqueues a task; returns its id. A task with an ETA waits in the
+    /// store until due; a task with a unique key that is held is refused
+    /// with [`ClientError::Duplicate`].
     pub async fn enqueue(&self, request: &TaskRequest) -> Result<String, ClientError> {
-        let (id, queue, bytes) = self.package(request).await?;
-        self.broker.enqueue(&queue, bytes).await?;
-        Ok(id)
+        let record = self.record(request).await?;
+        self.submit(record, request.unique_for).await
     }
 
-    /// Enqueues many tasks on the default queue in one broker transaction;
-    /// returns their ids in order. Modules are resolved once each.
+    /// Sends a finished record: takes its unique key, then hands it to
+    /// the broker, or to the store when it has an ETA.
+    async fn submit(
+        &self,
+        record: TaskRecord,
+        unique_for: Option<Duration>,
+    ) -> Result<String, ClientError> {
+        let bytes = self.codec.encode(&record)?;
+        let holder = record
+            .chain
+            .last()
+            .map_or(record.id.clone(), |link| link.id.clone());
+        if let Some(key) = &record.unique_key {
+            let until = now_ms() + unique_for.unwrap_or(UNIQUE_FOR_DEFAULT).as_millis() as i64;
+            if let Some(holder) = self.store.acquire_unique(key, &holder, until).await? {
+                return Err(ClientError::Duplicate {
+                    key: key.clone(),
+                    holder,
+                });
+            }
+        }
+        let sent = match record.eta_ms {
+            Some(eta) => self
+                .store
+                .defer(&[Deferred {
+                    id: record.id.clone(),
+                    task_id: record.id.clone(),
+                    queue: record.queue.clone(),
+                    priority: record.priority,
+                    due_at_ms: eta as i64,
+                    package: bytes,
+                }])
+                .await
+                .map_err(ClientError::from),
+            None => self
+                .broker
+                .enqueue_priority(&record.queue, record.priority, vec![bytes])
+                .await
+                .map_err(ClientError::from),
+        };
+        if let Err(error) = sent {
+            if let Some(key) = &record.unique_key {
+                let _ = self.store.release_unique(key, &holder).await;
+            }
+            return Err(error);
+        }
+        Ok(record.id)
+    }
+
+    /// Enqueues many tasks in one broker transaction per queue and
+    /// priority; returns their ids in order. Modules are resolved once
+    /// each. Requests with an ETA, a hook or a unique key go one by one.
     pub async fn enqueue_many(&self, requests: &[TaskRequest]) -> Result<Vec<String>, ClientError> {
         let mut ids = Vec::with_capacity(requests.len());
-        let mut batches: std::collections::BTreeMap<String, Vec<Vec<u8>>> = Default::default();
-        let mut resolved: std::collections::HashMap<String, (Digest, String)> = Default::default();
+        let mut batches: std::collections::BTreeMap<(String, i32), Vec<Vec<u8>>> =
+            Default::default();
+        let mut resolved: std::collections::HashMap<String, (Digest, String, Option<RetryPolicy>)> =
+            Default::default();
         for request in requests {
-            let (digest, name) = match resolved.get(&request.module) {
+            if request.eta_ms.is_some() || request.hook.is_some() || request.unique_key.is_some() {
+                ids.push(self.enqueue(request).await?);
+                continue;
+            }
+            let (digest, name, policy) = match resolved.get(&request.module) {
                 Some(found) => found.clone(),
                 None => {
-                    let found = self.resolve(&request.module).await?;
+                    let (digest, name) = self.resolve(&request.module).await?;
+                    let policy = self.store.module_retry(&name).await?;
+                    let found = (digest, name, policy);
                     resolved.insert(request.module.clone(), found.clone());
                     found
                 }
             };
-            let (id, queue, bytes) = self.package_resolved(request, digest, name)?;
-            ids.push(id);
-            batches.entry(queue).or_default().push(bytes);
+            let mut record = self.record_resolved(request, digest, name)?;
+            if record.retry.is_none() {
+                record.retry = policy;
+            }
+            let bytes = self.codec.encode(&record)?;
+            ids.push(record.id);
+            batches
+                .entry((record.queue, record.priority))
+                .or_default()
+                .push(bytes);
         }
-        for (queue, payloads) in batches {
-            self.broker.enqueue_batch(&queue, payloads).await?;
+        for ((queue, priority), payloads) in batches {
+            self.broker
+                .enqueue_priority(&queue, priority, payloads)
+                .await?;
         }
         Ok(ids)
+    }
+
+    /// Enqueues a chain: the tasks run one after another, each once the
+    /// one before succeeded (a failure stops the chain; its later tasks
+    /// end `cancelled`). With `pass_result`, each result is prepended to
+    /// the next task's positional arguments. The first request's group,
+    /// priority, ETA, retry policy and unique key apply to the chain.
+    /// Returns the ids of all its tasks, in order.
+    pub async fn enqueue_chain(
+        &self,
+        requests: &[TaskRequest],
+        pass_result: bool,
+    ) -> Result<Vec<String>, ClientError> {
+        let (first, rest) = requests
+            .split_first()
+            .ok_or_else(|| ClientError::Invalid("chain: it has no tasks".into()))?;
+        let mut head = self.record(first).await?;
+        for request in rest {
+            let link = self.record(request).await?;
+            head.chain.push(ChainLink {
+                id: link.id,
+                module: link.module,
+                module_name: link.module_name,
+                task: link.task,
+                input: link.input,
+                queue: link.queue,
+                limits: link.limits,
+            });
+        }
+        head.pass_result = pass_result;
+        let ids: Vec<String> = std::iter::once(head.id.clone())
+            .chain(head.chain.iter().map(|link| link.id.clone()))
+            .collect();
+        self.submit(head, first.unique_for).await?;
+        Ok(ids)
+    }
+
+    /// Cancels a task: a queued or deferred one never runs, a running one
+    /// is stopped within a moment; either way its result is `cancelled`.
+    /// A task that already has a result is left alone.
+    pub async fn cancel(&self, id: &str) -> Result<CancelState, ClientError> {
+        if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(ClientError::Invalid(format!(
+                "task id: `{id}` is not a task id (32 hex digits)"
+            )));
+        }
+        let state = self.store.request_cancel(id).await?;
+        if let CancelState::Requested { deferred } = &state {
+            // Deferred runs never reach a cluster: record their end here.
+            let mut results = Vec::new();
+            for package in deferred {
+                let Ok(record) = self.codec.decode(package) else {
+                    continue;
+                };
+                if let Some(key) = &record.unique_key {
+                    let holder = record.chain.last().map_or(&record.id, |link| &link.id);
+                    self.store.release_unique(key, holder).await?;
+                }
+                results.push(cancelled_result(record));
+            }
+            self.store.save_results(&results, 0).await?;
+        }
+        Ok(state)
+    }
+
+    /// Adds a schedule, after checking its type, cron string, time zone
+    /// and repeats ([`ClientError::Invalid`] names the field).
+    pub async fn add_schedule(&self, request: &ScheduleRequest) -> Result<Schedule, ClientError> {
+        use crate::schedule::{Frequency, Recurrence, Timestamp, parse_repeats};
+        let invalid = |e: crate::schedule::ScheduleError| ClientError::Invalid(e.to_string());
+        if request.name.trim().is_empty() {
+            return Err(ClientError::Invalid("name: a schedule needs a name".into()));
+        }
+        let frequency = Frequency::parse(&request.kind, request.minutes, request.cron.as_deref())
+            .map_err(invalid)?;
+        let repeats = parse_repeats(request.repeats).map_err(invalid)?;
+        let now = Timestamp::now();
+        let first = match request.next_run_ms {
+            Some(ms) => Timestamp::from_millisecond(ms)
+                .map_err(|e| ClientError::Invalid(format!("next_run: {e}")))?,
+            None => Recurrence::first_due(&frequency, &request.tz, now).map_err(invalid)?,
+        };
+        // Checks the time zone and that the schedule can be computed.
+        Recurrence::new(frequency.clone(), &request.tz, first).map_err(invalid)?;
+        let record = self.record(&request.task).await?;
+        let spec = ScheduleSpec {
+            name: request.name.clone(),
+            module: record.module_name,
+            digest: record.module,
+            task: record.task,
+            input: record.input,
+            queue: request.task.queue.clone(),
+            group: request.task.group.clone(),
+            priority: request.task.priority,
+            kind: frequency.kind().to_owned(),
+            minutes: frequency.minutes(),
+            cron: frequency.cron().map(str::to_owned),
+            tz: request.tz.clone(),
+            next_run_ms: first.as_millisecond(),
+            repeats,
+            catch_up: request.catch_up,
+            cluster: request.cluster.clone(),
+        };
+        Ok(self.store.add_schedule(&spec).await?)
+    }
+
+    /// Enqueues a failed task again as a new task (a fresh id and
+    /// attempts) and removes the failure; returns the new id.
+    pub async fn resubmit(&self, id: &str) -> Result<String, ClientError> {
+        let failure = self
+            .store
+            .result(id)
+            .await?
+            .filter(|r| !r.success)
+            .ok_or_else(|| {
+                ClientError::NotFound(format!(
+                    "no failed task with id `{id}`; see `wasq failed list`"
+                ))
+            })?;
+        let mut record = match failure
+            .record
+            .as_deref()
+            .map(postcard::from_bytes::<TaskRecord>)
+        {
+            Some(Ok(record)) => record,
+            _ => TaskRecord {
+                group: failure.group.clone(),
+                ..TaskRecord::new(
+                    failure.module,
+                    &failure.module_name,
+                    &failure.task,
+                    failure.input.clone(),
+                    &failure.queue,
+                )
+            },
+        };
+        record.id = crate::package::new_task_id();
+        record.attempt = 1;
+        record.earlier.clear();
+        record.eta_ms = None;
+        record.enqueued_at_ms = now_ms() as u64;
+        record.unique_key = None;
+        let new_id = self.submit(record, None).await?;
+        self.store.remove_result(id).await?;
+        Ok(new_id)
     }
 
     /// The result of a task, if it has one.
@@ -273,6 +662,37 @@ impl Client {
             tokio::time::sleep(pause.min(deadline - now)).await;
             pause = (pause * 2).min(Duration::from_millis(100));
         }
+    }
+}
+
+/// The result of a task cancelled before it ran.
+fn cancelled_result(record: TaskRecord) -> TaskResult {
+    let now = now_ms();
+    TaskResult {
+        id: record.id,
+        module: record.module,
+        module_name: record.module_name,
+        task: record.task,
+        input: record.input,
+        queue: record.queue,
+        group: record.group,
+        outcome: crate::OutcomeKind::Cancelled.as_str().into(),
+        success: false,
+        result: None,
+        stderr: String::new(),
+        error: Some("cancelled before it ran".into()),
+        fuel: None,
+        cpu_us: 0,
+        wall_us: 0,
+        memory_peak: 0,
+        attempts: record.attempt.saturating_sub(1),
+        enqueued_at_ms: record.enqueued_at_ms as i64,
+        started_at_ms: now,
+        stopped_at_ms: now,
+        cluster: String::new(),
+        cached_secs: None,
+        attempt_log: record.earlier,
+        record: None,
     }
 }
 

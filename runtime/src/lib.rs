@@ -65,7 +65,7 @@ pub mod store;
 pub mod units;
 pub mod workflow;
 
-pub use client::{Client, ClientError, TaskRequest};
+pub use client::{Client, ClientError, ScheduleRequest, TaskRequest};
 pub use cluster::Cluster;
 pub use config::Config;
 pub use digest::{Digest, DigestParseError};

@@ -15,7 +15,7 @@ mod jobs;
 mod lease;
 mod monitor;
 mod pusher;
-// SCHEDULER-PENDING mod scheduler;
+mod scheduler;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -219,7 +219,7 @@ impl Cluster {
             tokio::spawn(lease::run(shared.clone())),
             tokio::spawn(heartbeat(shared.clone(), started_at)),
             tokio::spawn(cancel::run(shared.clone())),
-            // SCHEDULER-PENDING tokio::spawn(scheduler::run(shared.clone())),
+            tokio::spawn(scheduler::run(shared.clone())),
         ];
         let jobs = tokio::spawn(jobs::run(shared.clone(), job_rx, done_tx));
         Self {

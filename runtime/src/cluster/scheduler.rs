@@ -75,7 +75,9 @@ async fn next_pause(shared: &Shared) -> Duration {
         None
     };
     match deferred.into_iter().chain(schedule).min() {
-        Some(due) => Duration::from_millis((due - now_ms()).max(0) as u64).clamp(MIN_SLEEP, MAX_SLEEP),
+        Some(due) => {
+            Duration::from_millis((due - now_ms()).max(0) as u64).clamp(MIN_SLEEP, MAX_SLEEP)
+        }
         None => MAX_SLEEP,
     }
 }

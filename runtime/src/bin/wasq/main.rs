@@ -8,8 +8,10 @@ mod cluster;
 mod demo;
 mod demo_queue;
 mod run;
+mod schedule;
 mod settings;
 mod tasks;
+mod workflow;
 
 use std::process::ExitCode;
 
@@ -36,6 +38,12 @@ enum Command {
     Cluster(cluster::ClusterArgs),
     Enqueue(tasks::EnqueueArgs),
     Result(tasks::ResultArgs),
+    Cancel(workflow::CancelArgs),
+    Chain(workflow::ChainArgs),
+    Map(workflow::MapArgs),
+    Group(workflow::GroupArgs),
+    Failed(workflow::FailedArgs),
+    Schedule(schedule::ScheduleArgs),
     Module(admin::ModuleArgs),
     Queue(admin::QueueArgs),
     Info(admin::InfoArgs),
@@ -55,6 +63,12 @@ fn main() -> ExitCode {
                 Command::Cluster(args) => cluster::cluster(args).await,
                 Command::Enqueue(args) => tasks::enqueue(args).await,
                 Command::Result(args) => tasks::result(args).await,
+                Command::Cancel(args) => workflow::cancel(args).await,
+                Command::Chain(args) => workflow::chain(args).await,
+                Command::Map(args) => workflow::map(args).await,
+                Command::Group(args) => workflow::group(args).await,
+                Command::Failed(args) => workflow::failed(args).await,
+                Command::Schedule(args) => schedule::schedule(args).await,
                 Command::Module(args) => admin::module(args).await,
                 Command::Queue(args) => admin::queue(args).await,
                 Command::Info(args) => admin::info(args).await,

@@ -62,7 +62,8 @@ impl From<ClientError> for CliError {
             ClientError::UnknownModule(_)
             | ClientError::Read { .. }
             | ClientError::Arguments(_)
-            | ClientError::NoCache => CliError::usage(error),
+            | ClientError::NoCache
+            | ClientError::Invalid(_) => CliError::usage(error),
             ClientError::InvalidModule(_) => {
                 CliError::with_code(wasq::OutcomeKind::InvalidModule.exit_code(), error)
             }

@@ -18,11 +18,16 @@ use crate::settings::Settings;
 #[command(after_help = "\
 With --wait the exit code is the task's, as for `wasq run` (0 success,
 1 guest error, 3 trap, 4 timeout, 5 fuel, 6 memory, 7 output, 8 invalid
-module); 2 is a usage error, 1 also means no result arrived in time.
+module, 9 cancelled); 2 is a usage error, 1 also means no result arrived
+in time, or that --unique-key dropped the task (nothing was enqueued).
 
 Examples:
   wasq enqueue basics fib --args '[20]' --wait
-  wasq enqueue target/wasm/basics.wasm hello --kwargs '{\"name\": \"Ada\"}'")]
+  wasq enqueue target/wasm/basics.wasm hello --kwargs '{\"name\": \"Ada\"}'
+  wasq enqueue basics add --args '[1,2]' --in 10m --priority 5
+  wasq enqueue basics report --at '2026-12-01 09:00' --tz Europe/Amsterdam
+  wasq enqueue basics sync --unique-key sync:42 --max-attempts 5 --backoff 2s
+  wasq enqueue basics fib --args '[20]' --hook basics:notify")]
 pub(crate) struct EnqueueArgs {
     #[command(flatten)]
     settings: Settings,
@@ -55,6 +60,8 @@ pub(crate) struct EnqueueArgs {
     /// wasq.toml, a Redis URL) instead of the store, e.g. 10m.
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     cached: Option<Duration>,
+    #[command(flatten)]
+    options: crate::workflow::TaskOptions,
     /// Wait for the result and print it.
     #[arg(long)]
     wait: bool,
@@ -81,7 +88,9 @@ pub(crate) async fn enqueue(args: EnqueueArgs) -> Result<ExitCode, CliError> {
             memory: args.memory,
         },
         cached: args.cached,
+        ..TaskRequest::new(&args.module, &args.task)
     };
+    let request = args.options.apply(request)?;
     let (_, client) = args.settings.client().await?;
     let id = client.enqueue(&request).await?;
     if !args.wait {
@@ -127,7 +136,7 @@ pub(crate) async fn result(args: ResultArgs) -> Result<ExitCode, CliError> {
     }
 }
 
-async fn wait_and_print(
+pub(crate) async fn wait_and_print(
     client: &Client,
     id: &str,
     timeout: Duration,
@@ -143,7 +152,7 @@ async fn wait_and_print(
 }
 
 /// Prints a result as `wasq run` would, and returns its exit code.
-fn print_result(result: &TaskResult, json: bool) -> ExitCode {
+pub(crate) fn print_result(result: &TaskResult, json: bool) -> ExitCode {
     if json {
         println!("{}", result.to_json());
     } else if result.success {
