@@ -30,3 +30,4 @@ mod many_clusters;
 mod run_bad_input;
 mod run_outcomes;
 mod sandbox_api;
+mod workflows;

@@ -106,10 +106,31 @@ fn fail() -> Result<(), String> {
     Err("this task always fails".to_owned())
 }
 
+/// Fails (a guest error) until attempt `succeed_on`, then returns the
+/// attempt: shows retries with backoff.
+#[task]
+fn flaky(succeed_on: u32) -> Result<u32, String> {
+    let attempt = wasq_guest::attempt();
+    if attempt < succeed_on {
+        return Err(format!("attempt {attempt} of {succeed_on} fails on purpose"));
+    }
+    Ok(attempt)
+}
+
+/// A hook: receives a finished task's record and returns a summary of it.
+#[task]
+fn record(task: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "seen": task.get("id"),
+        "outcome": task.get("outcome"),
+        "result": task.get("result"),
+    })
+}
+
 /// Does nothing and returns `null`: measures the per-task overhead.
 #[task]
 fn noop() {}
 
 wasq_guest::main!(
-    hello, add, fib, wordcount, sleep, spin, alloc, panic, fail, noop
+    hello, add, fib, wordcount, sleep, spin, alloc, panic, fail, flaky, record, noop
 );

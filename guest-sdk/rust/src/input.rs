@@ -1,6 +1,8 @@
 //! Reading a task's input: stdin's `{"args":[...],"kwargs":{...}}` and the mapping of those
 //! values onto the task function's parameters.
 
+use std::sync::atomic::{AtomicU32, Ordering};
+
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
@@ -11,6 +13,16 @@ use crate::output::Failure;
 pub(crate) struct Input {
     pub(crate) args: Vec<Value>,
     pub(crate) kwargs: Map<String, Value>,
+}
+
+/// The attempt of this run, from 1 (the host sends `"attempt"` from the
+/// second attempt of a retried task).
+static ATTEMPT: AtomicU32 = AtomicU32::new(1);
+
+/// Which attempt of the task this run is: 1 the first time, 2 on the
+/// first retry after a failure, and so on.
+pub fn attempt() -> u32 {
+    ATTEMPT.load(Ordering::Relaxed)
 }
 
 const SHAPE: &str = r#"expected {"args":[...],"kwargs":{...}}"#;
@@ -39,6 +51,9 @@ pub(crate) fn parse(stdin: &[u8]) -> Result<Input, Failure> {
             )));
         }
     };
+    if let Some(attempt) = object.get("attempt").and_then(Value::as_u64) {
+        ATTEMPT.store(attempt.min(u64::from(u32::MAX)) as u32, Ordering::Relaxed);
+    }
     let kwargs = match object.remove("kwargs") {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(kwargs)) => kwargs,

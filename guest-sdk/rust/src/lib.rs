@@ -68,6 +68,7 @@ mod input;
 mod output;
 mod task;
 
+pub use input::attempt;
 pub use output::{Failure, exit_code};
 pub use task::{Task, dispatch, run};
 pub use wasq_guest_macros::{main, task, tasks};

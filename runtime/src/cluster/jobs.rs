@@ -113,6 +113,18 @@ impl Completion {
     }
 }
 
+/// The guest's stdin: the task's input, with `"attempt": n` in front
+/// from the second attempt on (guests read it with
+/// `wasq_guest::attempt()`).
+fn input_with_attempt(record: &TaskRecord) -> Vec<u8> {
+    match record.input.strip_prefix('{') {
+        Some(rest) if record.attempt > 1 => {
+            format!("{{\"attempt\":{},{rest}", record.attempt).into_bytes()
+        }
+        _ => record.input.clone().into_bytes(),
+    }
+}
+
 /// Whether anything can follow a task's end: then the monitor needs its
 /// record.
 fn has_followups(shared: &Shared, record: &TaskRecord) -> bool {
@@ -165,7 +177,7 @@ async fn execute(
             let call = TaskCall {
                 module: job.record.module_name.clone(),
                 task: job.record.task.clone(),
-                input: job.record.input.clone().into_bytes(),
+                input: input_with_attempt(&job.record),
             };
             let limits = shared.limits(&job.record.limits);
             let span = tracing::debug_span!("task", id = %job.record.id, task = %job.record.task);

@@ -151,6 +151,9 @@ fn next_run(schedule: &Schedule, now: i64) -> Result<Option<i64>, String> {
     Ok(recurrence.next_after(from).map(|t| t.as_millisecond()))
 }
 
+/// Deferred tasks of one queue and priority: their row ids and packages.
+type Batch = (Vec<String>, Vec<Vec<u8>>);
+
 /// Hands due deferred tasks to the broker; answers how many were claimed.
 async fn move_due(shared: &Shared) -> Result<usize, StoreError> {
     let claimed = shared
@@ -162,7 +165,7 @@ async fn move_due(shared: &Shared) -> Result<usize, StoreError> {
         return Ok(0);
     }
     // One batch per queue and priority, in due order within each.
-    let mut batches: BTreeMap<(String, i32), (Vec<String>, Vec<Vec<u8>>)> = BTreeMap::new();
+    let mut batches: BTreeMap<(String, i32), Batch> = BTreeMap::new();
     for task in claimed {
         let batch = batches.entry((task.queue, task.priority)).or_default();
         batch.0.push(task.id);

@@ -21,7 +21,7 @@ pub(crate) struct ScheduleArgs {
 
 #[derive(Debug, Subcommand)]
 enum ScheduleCommand {
-    Add(AddArgs),
+    Add(Box<AddArgs>),
     /// List schedules: next run, type, runs left.
     List {
         #[command(flatten)]
@@ -110,7 +110,7 @@ struct AddArgs {
 
 pub(crate) async fn schedule(args: ScheduleArgs) -> Result<ExitCode, CliError> {
     match args.command {
-        ScheduleCommand::Add(args) => add(args).await,
+        ScheduleCommand::Add(args) => add(*args).await,
         ScheduleCommand::List { settings, json } => {
             let (_, client) = settings.client().await?;
             let schedules = client
