@@ -35,7 +35,8 @@ enum ScheduleCommand {
         #[command(flatten)]
         settings: Settings,
         /// The schedule's name.
-        name: String,
+        #[arg(value_name = "NAME")]
+        schedule: String,
     },
 }
 
@@ -57,7 +58,8 @@ struct AddArgs {
     #[command(flatten)]
     settings: Settings,
     /// A unique name for the schedule.
-    name: String,
+    #[arg(value_name = "NAME")]
+    schedule: String,
     /// Module: an uploaded name, a digest, or a path to a .wasm file.
     module: String,
     /// Task inside the module.
@@ -121,7 +123,8 @@ pub(crate) async fn schedule(args: ScheduleArgs) -> Result<ExitCode, CliError> {
             print_schedules(&schedules, json);
             Ok(ExitCode::SUCCESS)
         }
-        ScheduleCommand::Remove { settings, name } => {
+        ScheduleCommand::Remove { settings, schedule } => {
+            let name = schedule;
             let (_, client) = settings.client().await?;
             if client
                 .store()
@@ -166,7 +169,7 @@ async fn add(args: AddArgs) -> Result<ExitCode, CliError> {
         repeats: args.repeats,
         catch_up: !args.no_catch_up,
         cluster: args.cluster.clone(),
-        ..ScheduleRequest::new(&args.name, task, &args.every)
+        ..ScheduleRequest::new(&args.schedule, task, &args.every)
     };
     let (_, client) = args.settings.client().await?;
     let schedule = client.add_schedule(&request).await?;

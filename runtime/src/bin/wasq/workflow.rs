@@ -420,7 +420,8 @@ pub(crate) struct GroupArgs {
     #[command(flatten)]
     settings: Settings,
     /// The group name.
-    name: String,
+    #[arg(value_name = "NAME")]
+    group: String,
     /// Print JSON: {"group", "count", "outcomes", "results"}.
     #[arg(long)]
     json: bool,
@@ -430,7 +431,7 @@ pub(crate) async fn group(args: GroupArgs) -> Result<ExitCode, CliError> {
     let (_, client) = args.settings.client().await?;
     let results = client
         .store()
-        .group_results(&args.name)
+        .group_results(&args.group)
         .await
         .map_err(ClientError::from)?;
     let mut counts: std::collections::BTreeMap<&str, u64> = Default::default();
@@ -441,7 +442,7 @@ pub(crate) async fn group(args: GroupArgs) -> Result<ExitCode, CliError> {
         println!(
             "{}",
             serde_json::json!({
-                "group": args.name,
+                "group": args.group,
                 "count": results.len(),
                 "outcomes": counts,
                 "results": results.iter().map(TaskResult::to_json).collect::<Vec<_>>(),
@@ -450,13 +451,13 @@ pub(crate) async fn group(args: GroupArgs) -> Result<ExitCode, CliError> {
         return Ok(ExitCode::SUCCESS);
     }
     if results.is_empty() {
-        println!("group {}: no results yet", args.name);
+        println!("group {}: no results yet", args.group);
         return Ok(ExitCode::SUCCESS);
     }
     let summary: Vec<String> = counts.iter().map(|(o, n)| format!("{n} {o}")).collect();
     println!(
         "group {}: {} results ({})",
-        args.name,
+        args.group,
         results.len(),
         summary.join(", ")
     );
