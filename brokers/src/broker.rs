@@ -65,8 +65,10 @@ pub trait Broker: Send + Sync + 'static {
         priority: i32,
         payloads: Vec<Vec<u8>>,
     ) -> impl Future<Output = Result<(), BrokerError>> + Send {
-        let _ = priority;
-        self.enqueue_batch(queue, payloads)
+        async move {
+            crate::check_priority(priority)?;
+            self.enqueue_batch(queue, payloads).await
+        }
     }
 
     /// Takes up to `max` visible messages, oldest first (enqueue order),

@@ -157,6 +157,17 @@ pub const MIN_PRIORITY: i32 = -1000;
 /// The highest task priority.
 pub const MAX_PRIORITY: i32 = 1000;
 
+/// A priority outside [`MIN_PRIORITY`]..=[`MAX_PRIORITY`] is refused.
+pub fn check_priority(priority: i32) -> Result<(), BrokerError> {
+    if (MIN_PRIORITY..=MAX_PRIORITY).contains(&priority) {
+        Ok(())
+    } else {
+        Err(BrokerError::Backend(format!(
+            "priority {priority} is out of range {MIN_PRIORITY}..={MAX_PRIORITY}"
+        )))
+    }
+}
+
 /// A broker operation that failed.
 #[non_exhaustive]
 #[derive(thiserror::Error, Debug)]

@@ -13,8 +13,9 @@
 //! failing.
 //!
 //! Two partial indexes keep the hot paths short whatever the backlog:
-//! `wasq_queue_ready (queue, id) WHERE lease_token IS NULL` gives the
-//! oldest visible rows directly, and `wasq_queue_leased (queue, visible_at)
+//! `wasq_queue_ready_priority (queue, priority DESC, id) WHERE lease_token
+//! IS NULL` gives the visible rows of the highest priority, oldest first,
+//! directly, and `wasq_queue_leased (queue, visible_at)
 //! WHERE lease_token IS NOT NULL` the expired leases.
 
 use std::fmt::Write as _;
@@ -41,7 +42,7 @@ fn is_busy(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(e) if e.code().as_deref() == Some("5"))
 }
 
-/// The schema, applied on every open; idempotent.
+/// The table, created on open if missing.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS wasq_queue (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -50,9 +51,19 @@ CREATE TABLE IF NOT EXISTS wasq_queue (
     visible_at INTEGER NOT NULL,
     lease_token INTEGER,
     deliveries INTEGER NOT NULL DEFAULT 0,
-    enqueued_at INTEGER NOT NULL
+    enqueued_at INTEGER NOT NULL,
+    priority INTEGER NOT NULL DEFAULT 0
 );
-CREATE INDEX IF NOT EXISTS wasq_queue_ready ON wasq_queue (queue, id) WHERE lease_token IS NULL;
+";
+
+/// Files made before priorities lack the column.
+const ADD_PRIORITY: &str = "ALTER TABLE wasq_queue ADD COLUMN priority INTEGER NOT NULL DEFAULT 0";
+
+/// The indexes, after the table has every column; idempotent. The ready
+/// index replaces the one without priority of older files.
+const INDEXES: &str = "
+DROP INDEX IF EXISTS wasq_queue_ready;
+CREATE INDEX IF NOT EXISTS wasq_queue_ready_priority ON wasq_queue (queue, priority DESC, id) WHERE lease_token IS NULL;
 CREATE INDEX IF NOT EXISTS wasq_queue_leased ON wasq_queue (queue, visible_at) WHERE lease_token IS NOT NULL;
 ";
 
@@ -62,19 +73,20 @@ const DEQUEUE: &str = "
 UPDATE wasq_queue SET lease_token = ?1, visible_at = ?2, deliveries = deliveries + 1
 WHERE id IN (
     SELECT id FROM (
-        SELECT id FROM (
-            SELECT id FROM wasq_queue WHERE queue = ?3 AND lease_token IS NULL ORDER BY id LIMIT ?5
+        SELECT id, priority FROM (
+            SELECT id, priority FROM wasq_queue WHERE queue = ?3 AND lease_token IS NULL
+            ORDER BY priority DESC, id LIMIT ?5
         )
         UNION ALL
-        SELECT id FROM (
-            SELECT id FROM wasq_queue
+        SELECT id, priority FROM (
+            SELECT id, priority FROM wasq_queue
             WHERE queue = ?3 AND lease_token IS NOT NULL AND visible_at <= ?4
             ORDER BY id LIMIT ?5
         )
     )
-    ORDER BY id LIMIT ?5
+    ORDER BY priority DESC, id LIMIT ?5
 )
-RETURNING id, payload, deliveries";
+RETURNING id, payload, deliveries, priority";
 
 /// The rows of queue ?2 held by the deliveries of ?1, a JSON array of
 /// `[id, token]` pairs. `CROSS JOIN` keeps the pairs as the outer loop and
@@ -139,6 +151,15 @@ impl SqliteBroker {
             .await?;
         let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::raw_sql(SCHEMA).execute(&mut *tx).await?;
+        let has_priority: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pragma_table_info('wasq_queue') WHERE name = 'priority'",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        if has_priority == 0 {
+            sqlx::raw_sql(ADD_PRIORITY).execute(&mut *tx).await?;
+        }
+        sqlx::raw_sql(INDEXES).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(pool)
     }
@@ -295,6 +316,39 @@ impl Broker for SqliteBroker {
         Ok(())
     }
 
+    async fn enqueue_priority(
+        &self,
+        queue: &str,
+        priority: i32,
+        payloads: Vec<Vec<u8>>,
+    ) -> Result<(), BrokerError> {
+        crate::check_priority(priority)?;
+        if priority == 0 {
+            return Broker::enqueue_batch(self, queue, payloads).await;
+        }
+        let now = now_ms();
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(backend)?;
+        for payload in payloads {
+            sqlx::query(
+                "INSERT INTO wasq_queue (queue, payload, visible_at, deliveries, enqueued_at, priority)
+                 VALUES (?1, ?2, ?3, 0, ?3, ?4)",
+            )
+            .bind(queue)
+            .bind(payload)
+            .bind(now)
+            .bind(i64::from(priority))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(())
+    }
+
     async fn dequeue(
         &self,
         queue: &str,
@@ -308,7 +362,7 @@ impl Broker for SqliteBroker {
         let until = now.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
         // 63 random bits: a token no earlier delivery of any row had.
         let token = i64::try_from(rand::random::<u64>() >> 1).unwrap_or(i64::MAX);
-        let mut rows: Vec<(i64, Vec<u8>, i64)> = sqlx::query_as(DEQUEUE)
+        let mut rows: Vec<(i64, Vec<u8>, i64, i64)> = sqlx::query_as(DEQUEUE)
             .bind(token)
             .bind(until)
             .bind(queue)
@@ -317,10 +371,10 @@ impl Broker for SqliteBroker {
             .fetch_all(&self.pool)
             .await
             .map_err(backend)?;
-        rows.sort_unstable_by_key(|row| row.0);
+        rows.sort_unstable_by_key(|row| (std::cmp::Reverse(row.3), row.0));
         Ok(rows
             .into_iter()
-            .map(|(id, payload, deliveries)| Delivery {
+            .map(|(id, payload, deliveries, _)| Delivery {
                 ack_id: AckId::new(id, token),
                 payload,
                 deliveries: u32::try_from(deliveries).unwrap_or(u32::MAX),
@@ -454,7 +508,7 @@ impl Broker for SqliteBroker {
         BrokerInfo {
             kind: "sqlite",
             location: self.path.display().to_string(),
-            priorities: false,
+            priorities: true,
         }
     }
 }
