@@ -51,9 +51,9 @@ spring-forward day runs once, at 03:30; on an autumn-back day it runs
 once); minutes and hourly are exact intervals.
 
 Examples:
-  wasq schedule add nightly basics report --every daily --next-run '2026-12-01 02:30' --tz Europe/Amsterdam
-  wasq schedule add poll basics sync --every minutes --minutes 5 --repeats 12
-  wasq schedule add weekdays basics digest --every cron --cron '0 9 * * mon-fri' --tz America/New_York")]
+  wasq schedule add nightly basics fib --args '[20]' --every daily --next-run '2026-12-01 02:30' --tz Europe/Amsterdam
+  wasq schedule add poll basics add --args '[1,2]' --every minutes --minutes 5 --repeats 12
+  wasq schedule add weekdays basics hello --args '[\"team\"]' --every cron --cron '0 9 * * mon-fri' --tz America/New_York")]
 struct AddArgs {
     #[command(flatten)]
     settings: Settings,

@@ -25,9 +25,9 @@ Examples:
   wasq enqueue basics fib --args '[20]' --wait
   wasq enqueue target/wasm/basics.wasm hello --kwargs '{\"name\": \"Ada\"}'
   wasq enqueue basics add --args '[1,2]' --in 10m --priority 5
-  wasq enqueue basics report --at '2026-12-01 09:00' --tz Europe/Amsterdam
-  wasq enqueue basics sync --unique-key sync:42 --max-attempts 5 --backoff 2s
-  wasq enqueue basics fib --args '[20]' --hook basics:notify")]
+  wasq enqueue basics fib --args '[20]' --at '2026-12-01 09:00' --tz Europe/Amsterdam
+  wasq enqueue basics flaky --args '[3]' --unique-key sync:42 --max-attempts 5 --backoff 2s
+  wasq enqueue basics fib --args '[20]' --hook basics:record")]
 pub(crate) struct EnqueueArgs {
     #[command(flatten)]
     settings: Settings,
