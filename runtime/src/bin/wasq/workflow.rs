@@ -129,7 +129,7 @@ impl TaskOptions {
                 .filter(|(m, t)| !m.is_empty() && !t.is_empty())
                 .ok_or_else(|| {
                     CliError::usage(anyhow!(
-                        "--hook: expected MODULE:TASK, e.g. basics:notify, got `{hook}`"
+                        "--hook: expected MODULE:TASK, e.g. basics:record, got `{hook}`"
                     ))
                 })?;
             request.hook = Some((module.to_owned(), task.to_owned()));
