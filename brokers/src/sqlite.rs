@@ -577,7 +577,7 @@ mod tests {
         };
         let dequeue = plan(DEQUEUE).await;
         assert!(
-            dequeue.contains("SEARCH wasq_queue USING INDEX wasq_queue_ready (queue=?)"),
+            dequeue.contains("SEARCH wasq_queue USING INDEX wasq_queue_ready_priority (queue=?)"),
             "{dequeue}"
         );
         assert!(
