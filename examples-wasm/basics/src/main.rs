@@ -131,6 +131,16 @@ fn record(task: serde_json::Value) -> serde_json::Value {
 #[task]
 fn noop() {}
 
+/// The wall clock when the task started, in microseconds since the Unix epoch: the latency
+/// benchmark's enqueue-to-start time (the sandbox gives guests the host's clocks).
+#[task]
+fn stamp() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_micros() as u64)
+}
+
 wasq_guest::main!(
-    hello, add, fib, wordcount, sleep, spin, alloc, panic, fail, flaky, record, noop
+    hello, add, fib, wordcount, sleep, spin, alloc, panic, fail, flaky, record, noop,
+    stamp
 );
