@@ -68,6 +68,9 @@ struct Args {
     /// The Python of the venv the peers are installed in; without it the peers' rows say so.
     #[arg(long)]
     python: Option<PathBuf>,
+    /// Why the peers cannot run (their rows say it), when there is no --python.
+    #[arg(long)]
+    peers_missing: Option<String>,
     /// The peers' harness.
     #[arg(long, default_value = "bench/peers")]
     peers_dir: PathBuf,
@@ -129,8 +132,12 @@ fn main() -> std::process::ExitCode {
 }
 
 /// Runs everything; `Ok(false)` when some run did not account for all its tasks.
-async fn run(args: Args) -> Result<bool> {
+async fn run(mut args: Args) -> Result<bool> {
     let quick = args.quick;
+    // Absolute, not canonical: a venv's python is a symlink that must stay one.
+    if let Some(python) = &args.python {
+        args.python = Some(std::path::absolute(python)?);
+    }
     let sizes = Sizes {
         tasks: args.tasks.unwrap_or(if quick { 300 } else { 5000 }),
         workers: args.workers,
@@ -206,13 +213,12 @@ async fn run(args: Args) -> Result<bool> {
                 let run = if args.python.is_some() {
                     peers::run(&peer_env, *peer, workload, n, &sizes).await
                 } else {
-                    Run::failed(
-                        peer.id,
-                        peer.label,
-                        workload,
-                        "no Python venv with the peers (pass --python; `cargo xtask bench` makes one)"
-                            .into(),
-                    )
+                    let why = args.peers_missing.clone().unwrap_or_else(|| {
+                        "no Python venv with the peers (pass --python; `cargo xtask bench` makes \
+                         one)"
+                            .into()
+                    });
+                    Run::failed(peer.id, peer.label, workload, why)
                 };
                 let line = progress(&run);
                 runs.push(run);

@@ -10,7 +10,23 @@ use crate::report::{Results, Run};
 pub(crate) struct Table {
     pub(crate) title: String,
     header: Vec<String>,
-    rows: Vec<Vec<String>>,
+    rows: Vec<Row>,
+}
+
+#[derive(Debug, Clone)]
+enum Row {
+    Cells(Vec<String>),
+    /// A first cell, then one message across the other columns (why a system did not run).
+    Span(String, String),
+}
+
+impl Row {
+    fn cell(&self, column: usize) -> Option<&str> {
+        match self {
+            Row::Cells(cells) => cells.get(column).map(String::as_str),
+            Row::Span(first, _) => (column == 0).then_some(first.as_str()),
+        }
+    }
 }
 
 impl Table {
@@ -23,29 +39,42 @@ impl Table {
     }
 
     fn push(&mut self, row: Vec<String>) {
-        self.rows.push(row);
+        self.rows.push(Row::Cells(row));
+    }
+
+    /// A row that says why `label` has no figures.
+    fn push_failure(&mut self, label: String, run: &Run) {
+        self.rows.push(Row::Span(label, why(run)));
     }
 
     /// Columns padded to their widest cell.
     pub(crate) fn text(&self) -> String {
+        let header = Row::Cells(self.header.clone());
         let widths: Vec<usize> = (0..self.header.len())
             .map(|c| {
-                std::iter::once(&self.header)
+                std::iter::once(&header)
                     .chain(&self.rows)
-                    .map(|row| row.get(c).map_or(0, |cell| cell.chars().count()))
+                    .map(|row| row.cell(c).map_or(0, |cell| cell.chars().count()))
                     .max()
                     .unwrap_or(0)
             })
             .collect();
         let mut out = format!("{}\n", self.title);
-        for row in std::iter::once(&self.header).chain(&self.rows) {
+        for row in std::iter::once(&header).chain(&self.rows) {
             let mut line = String::from(" ");
             for (c, width) in widths.iter().enumerate() {
-                let cell = row.get(c).map_or("", String::as_str);
-                if c == 0 {
-                    let _ = write!(line, " {cell:<width$}");
-                } else {
-                    let _ = write!(line, "  {cell:>width$}");
+                let cell = row.cell(c).unwrap_or("");
+                match (row, c) {
+                    (_, 0) => {
+                        let _ = write!(line, " {cell:<width$}");
+                    }
+                    (Row::Span(_, message), 1) => {
+                        let _ = write!(line, "  {message}");
+                    }
+                    (Row::Span(..), _) => {}
+                    (Row::Cells(_), _) => {
+                        let _ = write!(line, "  {cell:>width$}");
+                    }
                 }
             }
             out.push_str(line.trim_end());
@@ -63,7 +92,15 @@ impl Table {
             .collect();
         let _ = writeln!(out, "| {} |", align.join(" | "));
         for row in &self.rows {
-            let cells: Vec<String> = row.iter().map(|c| c.replace('|', "\\|")).collect();
+            let cells: Vec<String> = match row {
+                Row::Cells(cells) => cells.clone(),
+                Row::Span(first, message) => {
+                    let mut cells = vec![first.clone(), message.clone()];
+                    cells.resize(self.header.len(), String::new());
+                    cells
+                }
+            };
+            let cells: Vec<String> = cells.iter().map(|c| c.replace('|', "\\|")).collect();
             let _ = writeln!(out, "| {} |", cells.join(" | "));
         }
         out
@@ -171,13 +208,7 @@ fn throughput(results: &Results, workload: &str, title: &str) -> Table {
                 run.enqueue_method.clone(),
             ]);
         } else {
-            table.push(vec![
-                label,
-                why(run),
-                String::new(),
-                String::new(),
-                String::new(),
-            ]);
+            table.push_failure(label, run);
         }
     }
     table
@@ -240,7 +271,7 @@ fn latency(results: &Results) -> Table {
                 ms(l.result_p99_ms),
                 l.samples.to_string(),
             ]),
-            _ => table.push(vec![label, why(run)]),
+            _ => table.push_failure(label, run),
         }
     }
     table
@@ -266,7 +297,7 @@ fn memory(results: &Results) -> Table {
         };
         match (&run.memory, run.complete()) {
             (Some(m), true) => table.push(vec![label, mib(m.idle_kib), mib(m.loaded_kib)]),
-            _ => table.push(vec![label, why(run)]),
+            _ => table.push_failure(label, run),
         }
     }
     table

@@ -174,6 +174,49 @@ pub fn ensure_moto(venv: &Path) -> Result<PathBuf> {
     Ok(moto)
 }
 
+/// The python of the venv `venv` with the packages of `requirements` (a pip requirements file)
+/// installed: creates the venv when missing and runs `pip install -r` when the file changed
+/// since the last install (a copy of it is kept in the venv), printing why.
+pub fn ensure_venv_requirements(venv: &Path, requirements: &Path, why: &str) -> Result<PathBuf> {
+    let wanted = fs::read_to_string(requirements)
+        .with_context(|| format!("cannot read {}", requirements.display()))?;
+    let python = venv.join("bin/python");
+    let installed = venv.join("wasq-requirements.txt");
+    if is_executable(&python) && fs::read_to_string(&installed).is_ok_and(|have| have == wanted) {
+        return Ok(python);
+    }
+    if !is_executable(&python) || !pip_works(&python) {
+        create_venv(venv)?;
+    }
+    println!(
+        "installing {} (pip, into {}): {why}",
+        requirements.display(),
+        venv.display()
+    );
+    capture(
+        Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--disable-pip-version-check",
+                "--quiet",
+                "-r",
+            ])
+            .arg(requirements),
+    )
+    .with_context(|| {
+        format!(
+            "pip could not install {}: check network access to PyPI (or set PIP_INDEX_URL / \
+             PIP_FIND_LINKS)",
+            requirements.display()
+        )
+    })?;
+    fs::write(&installed, wanted)
+        .with_context(|| format!("cannot write {}", installed.display()))?;
+    Ok(python)
+}
+
 /// The user and group ids of `postgres`, whom the servers run as when we are root.
 pub(crate) fn postgres_user() -> Result<(u32, u32)> {
     let id = |flag: &str| -> Result<u32> {
@@ -238,7 +281,7 @@ fn pip_works(python: &Path) -> bool {
 /// (Debian ships `venv` without `ensurepip` unless `python3-venv` is installed).
 fn create_venv(venv: &Path) -> Result<()> {
     println!(
-        "creating the Python venv {} (python3 -m venv): moto's server is installed there",
+        "creating the Python venv {} (python3 -m venv)",
         venv.display()
     );
     if try_create_venv(venv).is_ok() {
@@ -248,7 +291,7 @@ fn create_venv(venv: &Path) -> Result<()> {
     apt_install(&["python3", "python3-venv"])?;
     try_create_venv(venv).context(
         "cannot create a Python venv even after installing python3-venv: install Python 3 with \
-         its venv module, or set WASQ_MOTO_SERVER to a moto_server",
+         its venv module (or set WASQ_MOTO_SERVER to a moto_server for the tests)",
     )
 }
 

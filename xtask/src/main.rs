@@ -11,7 +11,10 @@
 //!   stopped afterwards, also when a step fails (`servers.rs`).
 //! - `servers`: starts those servers and prints the `export` lines that let
 //!   a person run `cargo nextest` by hand; Enter or Ctrl-C stops them.
-//! - `bench`: `build`, then the criterion benchmarks.
+//! - `bench`: `build`, then the side-by-side benchmark (`wasq-bench`, in `bench/`): wasq
+//!   against Django Q2, Celery and RQ, installed into `target/bench-venv` with pip, with the
+//!   test servers; `bench micro` runs the criterion benchmarks, `bench brokers` the e2e example
+//!   on each broker.
 
 mod guests;
 mod servers;
@@ -33,7 +36,14 @@ commands:
            pip into target/test-venv) and stopped at the end
   servers  start those test servers and print the `export` lines that let you run
            `cargo nextest run --workspace --release` by hand; Enter or Ctrl-C stops them
-  bench    build everything and run the benchmarks (see BENCHMARKS.md)
+  bench [--quick] [ARGS]
+           wasq side by side with Django Q2, Celery and RQ (pip into target/bench-venv), every
+           workload on every system, with the test servers: writes bench/results/latest.json,
+           the charts, and the tables in BENCHMARKS.md. --quick: a few hundred tasks per run,
+           results in target/bench/ (CI runs it); other ARGS go to wasq-bench (see
+           `target/release/wasq-bench --help`, e.g. --systems celery,wasq-redis --tasks 2000)
+  bench micro [FILTER]
+           the criterion micro-benchmarks: sandbox, task packages, brokers
   bench brokers [TASKS]
            end-to-end no-op tasks per second and idle latency on every broker, with
            the test servers (runtime/examples/e2e.rs; default 20000 tasks)
@@ -199,14 +209,80 @@ fn test(root: &Path, rest: &[String]) -> anyhow::Result<()> {
 
 fn bench(root: &Path, rest: &[String]) -> anyhow::Result<()> {
     guests::build_guests(root)?;
-    if rest.first().map(String::as_str) == Some("brokers") {
-        return bench_brokers(root, rest.get(1).map(String::as_str));
+    match rest.first().map(String::as_str) {
+        Some("brokers") => bench_brokers(root, rest.get(1).map(String::as_str)),
+        Some("micro") => bench_micro(root, &rest[1..]),
+        _ => bench_side_by_side(root, rest),
     }
+}
+
+/// `bench micro`: the criterion benchmarks of the hot path.
+fn bench_micro(root: &Path, filter: &[String]) -> anyhow::Result<()> {
+    let binaries = servers::ensure(root)?;
+    let servers = servers::TestServers::start(binaries)?;
     let mut bench = cargo(root);
     bench
-        .args(["bench", "--package", "wasq", "--bench", "sandbox", "--"])
-        .args(rest);
-    step("criterion benchmarks (results in target/criterion/)", bench)
+        .args(["bench", "--package", "wasq", "--package", "wasq-brokers"])
+        .args(["--features", "wasq-brokers/redis,wasq-brokers/postgres"])
+        .arg("--")
+        .args(filter)
+        .envs(servers.env());
+    step("criterion benchmarks (results in target/criterion/)", bench)?;
+    servers.stop()
+}
+
+/// `bench [--quick]`: `wasq-bench` with the peers' venv and the test servers.
+fn bench_side_by_side(root: &Path, rest: &[String]) -> anyhow::Result<()> {
+    let quick = rest.iter().any(|a| a == "--quick");
+    let mut build = cargo(root);
+    build.args(["build", "--release", "--package", "wasq", "--bin", "wasq"]);
+    build.args(["--package", "wasq-bench"]);
+    step("build wasq and wasq-bench (release)", build)?;
+    let binaries = servers::ensure(root)?;
+    // Without the peers the benchmark still runs wasq, and their rows say why they are missing.
+    let python = wasq_testkit::ensure_venv_requirements(
+        &root.join("target/bench-venv"),
+        &root.join("bench/peers/requirements.txt"),
+        "the benchmark runs Django Q2, Celery and RQ beside wasq",
+    );
+    let servers = servers::TestServers::start(binaries)?;
+    let mut run = Command::new(root.join("target/release/wasq-bench"));
+    run.current_dir(root).envs(servers.env());
+    match &python {
+        Ok(python) => {
+            run.arg("--python").arg(python);
+        }
+        Err(error) => {
+            println!("    the peers cannot run: {error:#}");
+            run.arg("--peers-missing").arg(format!("{error:#}"));
+        }
+    }
+    if quick {
+        run.args([
+            "--out",
+            "target/bench/quick.json",
+            "--charts",
+            "target/bench",
+        ]);
+        run.args(["--command", "cargo xtask bench --quick"]);
+    } else {
+        run.args([
+            "--out",
+            "bench/results/latest.json",
+            "--charts",
+            "bench/results",
+        ]);
+        run.args([
+            "--document",
+            "BENCHMARKS.md",
+            "--command",
+            "cargo xtask bench",
+        ]);
+    }
+    run.args(rest);
+    let outcome = step("side-by-side benchmark", run);
+    servers.stop()?;
+    outcome
 }
 
 /// `bench brokers`: the e2e example on each broker, one after another, on
