@@ -30,7 +30,7 @@ def systems(runs):
 def throughput(results, out):
     runs = [r for r in results["runs"] if r.get("per_s") and not r.get("error")]
     names = systems(results["runs"])
-    fig, ax = plt.subplots(figsize=(9, 0.55 * len(names) * len(WORKLOADS) + 1.5))
+    fig, ax = plt.subplots(figsize=(9, 0.9 * len(names) + 1.5))
     height = 0.8 / len(WORKLOADS)
     for i, (workload, title) in enumerate(WORKLOADS):
         rates = {r["system"]: r["per_s"] for r in runs if r["workload"] == workload}
