@@ -222,7 +222,14 @@ fn bench_micro(root: &Path, filter: &[String]) -> anyhow::Result<()> {
     let servers = servers::TestServers::start(binaries)?;
     let mut bench = cargo(root);
     bench
-        .args(["bench", "--package", "wasq", "--package", "wasq-brokers"])
+        .args([
+            "bench",
+            "--package",
+            "wasq",
+            "--package",
+            "wasq-brokers",
+            "--benches",
+        ])
         .args(["--features", "wasq-brokers/redis,wasq-brokers/postgres"])
         .arg("--")
         .args(filter)
