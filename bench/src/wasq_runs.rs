@@ -381,16 +381,13 @@ async fn wait_count(
 ) -> Result<u64> {
     let started = Instant::now();
     loop {
-        let counts = client.store().counts().await?;
-        let done = counts.successes().saturating_sub(baseline);
+        let (successes, failures) = client.store().result_totals().await?;
+        let done = successes.saturating_sub(baseline);
         if done >= target {
             return Ok(done);
         }
-        if counts.failures() > 0 {
-            bail!(
-                "{} tasks failed (see `wasq failed list` on the run's store)",
-                counts.failures()
-            );
+        if failures > 0 {
+            bail!("{failures} tasks failed (see `wasq failed list` on the run's store)");
         }
         if started.elapsed() > timeout {
             return Ok(done);
@@ -413,7 +410,7 @@ async fn throughput(
     run.tasks = tasks;
     let (client, mut cluster) = ready_cluster(env, backend, n, workers).await?;
     let (task, check) = workload_task(workload, &env.doc);
-    let baseline = client.store().counts().await?.successes();
+    let baseline = client.store().result_totals().await?.0;
 
     let t0 = Instant::now();
     let mut ids = Vec::with_capacity(tasks as usize);
@@ -494,7 +491,7 @@ async fn memory(
     cluster.stop().await?;
 
     // The backlog goes in with no cluster running, then a new cluster works through it.
-    let baseline = client.store().counts().await?.successes();
+    let baseline = client.store().result_totals().await?.0;
     let noop = TaskRequest::new("basics", "noop");
     let mut left = opts.queued as usize;
     while left > 0 {

@@ -508,6 +508,22 @@ impl Store {
         }))
     }
 
+    /// `(successes, failures)` among stored results, counted through the
+    /// `(success, stopped_at)` index: cheap enough to poll while a cluster
+    /// works, unlike [`Store::counts`], which groups every row by outcome.
+    pub async fn result_totals(&self) -> Result<(u64, u64), StoreError> {
+        let (successes, failures): (i64, i64) = with_pool!(self, pool => {
+            let successes = sqlx::query_scalar("SELECT COUNT(*) FROM wasq_results WHERE success = 1")
+                .fetch_one(pool)
+                .await?;
+            let failures = sqlx::query_scalar("SELECT COUNT(*) FROM wasq_results WHERE success = 0")
+                .fetch_one(pool)
+                .await?;
+            (successes, failures)
+        });
+        Ok((successes as u64, failures as u64))
+    }
+
     /// Counts of stored results per outcome, and of rejected packages.
     pub async fn counts(&self) -> Result<OutcomeCounts, StoreError> {
         let (by_outcome, rejected): (Vec<(String, i64)>, i64) = with_pool!(self, pool => {
