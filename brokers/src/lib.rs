@@ -72,6 +72,8 @@
 
 mod broker;
 mod connect;
+#[cfg(feature = "sqlite")]
+mod file_watch;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;

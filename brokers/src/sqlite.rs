@@ -28,6 +28,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{AssertSqlSafe, Sqlite};
 
+use crate::file_watch::FileWatch;
 use crate::{AckId, Broker, BrokerError, BrokerInfo, Delivery};
 
 /// How long a statement waits for another process's write lock.
@@ -131,6 +132,9 @@ static INSERTS: LazyLock<Vec<(usize, Arc<str>)>> = LazyLock::new(|| {
 pub struct SqliteBroker {
     pool: SqlitePool,
     path: PathBuf,
+    /// Writes to the file by any process (Linux); `None`: [`Broker::wait`]
+    /// sleeps its timeout.
+    watch: Option<Arc<FileWatch>>,
 }
 
 impl SqliteBroker {
@@ -211,7 +215,11 @@ impl SqliteBroker {
         };
         let path = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
         tracing::debug!(path = %path.display(), "SQLite broker open");
-        Ok(Self { pool, path })
+        let watch = FileWatch::new(&path).map(Arc::new);
+        if watch.is_none() {
+            tracing::debug!("no inotify watch on the SQLite broker: waits poll");
+        }
+        Ok(Self { pool, path, watch })
     }
 
     /// Closes the connections (checkpointing the write-ahead log). Further
@@ -504,6 +512,18 @@ impl Broker for SqliteBroker {
         Ok(())
     }
 
+    /// Until the file is written by any process (an enqueue, but also
+    /// results or a heartbeat: waking early is allowed), at most `timeout`.
+    async fn wait(&self, queue: &str, timeout: Duration) {
+        let _ = queue;
+        match &self.watch {
+            Some(watch) => {
+                let _ = tokio::time::timeout(timeout, watch.changed()).await;
+            }
+            None => tokio::time::sleep(timeout).await,
+        }
+    }
+
     fn info(&self) -> BrokerInfo {
         BrokerInfo {
             kind: "sqlite",
@@ -540,6 +560,31 @@ mod tests {
             .await
             .unwrap();
         (dir, broker)
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_wait_ends_when_another_connection_enqueues() {
+        let (dir, consumer) = broker().await;
+        let producer = SqliteBroker::open(dir.path().join("a/b/q.db"))
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+        let waiting = tokio::spawn(async move {
+            consumer
+                .dequeue_wait("q", 10, Duration::from_secs(60), Duration::from_secs(60))
+                .await
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        producer.enqueue("q", b"hello".to_vec()).await.unwrap();
+        let taken = tokio::time::timeout(Duration::from_secs(30), waiting)
+            .await
+            .expect("the wait ended with the enqueue, not its 60 s timeout")
+            .unwrap()
+            .unwrap();
+        assert_eq!(taken.len(), 1);
+        assert_eq!(taken[0].payload, b"hello");
+        assert!(started.elapsed() < Duration::from_secs(30));
     }
 
     #[tokio::test]

@@ -79,7 +79,8 @@ pub struct Config {
     /// How long the pusher waits on an empty queue before asking again.
     /// Brokers that are told of new tasks (Redis, PostgreSQL, memory) end
     /// the wait as soon as one arrives, SQS long-polls (rounded up to whole
-    /// seconds), SQLite sleeps it. It also bounds how long a stop waits for
+    /// seconds), SQLite ends it when its file is written (inotify, on Linux)
+    /// and sleeps it elsewhere. It also bounds how long a stop waits for
     /// the pusher. Default: 50 ms.
     #[serde(deserialize_with = "duration")]
     pub poll: Duration,
