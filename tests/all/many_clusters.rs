@@ -145,7 +145,10 @@ async fn two_named_clusters_share_20000_tasks(kind: Kind) {
             .iter()
             .map(|c| c["done"].as_u64().unwrap_or(0))
             .sum();
-        (clusters.len() == 2 && done == 20_000).then_some(clusters)
+        // A task whose 2 s lease ran out on a loaded machine runs again
+        // (its first result stands), so the clusters may count more runs
+        // than tasks, never fewer.
+        (clusters.len() == 2 && done >= 20_000).then_some(clusters)
     });
     let mut names: Vec<&str> = clusters
         .iter()
