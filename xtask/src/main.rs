@@ -243,7 +243,7 @@ fn bench_side_by_side(root: &Path, rest: &[String]) -> anyhow::Result<()> {
     let quick = rest.iter().any(|a| a == "--quick");
     let mut build = cargo(root);
     build.args(["build", "--release", "--package", "wasq", "--bin", "wasq"]);
-    build.args(["--package", "wasq-bench"]);
+    build.args(["--package", "wasq-bench", "--bin", "wasq-bench"]);
     step("build wasq and wasq-bench (release)", build)?;
     let binaries = servers::ensure(root)?;
     // Without the peers the benchmark still runs wasq, and their rows say why they are missing.
