@@ -30,13 +30,16 @@ pub(crate) fn section(results: &Results, charts: Option<&str>) -> String {
         .iter()
         .map(|(part, version)| format!("{part}: {version}"))
         .collect();
-    let mut peers: Vec<String> = results
-        .runs
-        .iter()
-        .filter(|r| !r.system.starts_with("wasq") && !r.version.is_empty())
-        .map(|r| format!("{}: {}", r.label, r.version))
-        .collect();
-    peers.dedup();
+    // Each peer's version once, however many runs and systems share it.
+    let mut peers: Vec<String> = Vec::new();
+    for run in &results.runs {
+        if !run.system.starts_with("wasq")
+            && !run.version.is_empty()
+            && !peers.contains(&run.version)
+        {
+            peers.push(run.version.clone());
+        }
+    }
     let _ = writeln!(
         out,
         "**Versions**: {}.\n",
@@ -92,6 +95,7 @@ fn replace_section(text: &str, section: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::Run;
 
     #[test]
     fn the_section_is_replaced_between_the_markers() {
@@ -101,5 +105,31 @@ mod tests {
         let appended = replace_section("intro\n", "S\n").expect("appended");
         assert_eq!(appended, "intro\n\nS\n");
         assert!(replace_section(&format!("{END}{BEGIN}"), "S").is_err());
+    }
+
+    #[test]
+    fn each_peer_version_is_listed_once() {
+        let run = |system: &str, workload: &str, version: &str| Run {
+            version: version.into(),
+            ..Run::failed(system, system, workload, String::new())
+        };
+        let results = Results {
+            runs: vec![
+                run("celery", "noop", "celery 5.7.0"),
+                run("rq", "noop", "rq 3.0.0"),
+                run("celery", "fib", "celery 5.7.0"),
+                run("wasq-redis", "fib", "wasq 0.1.0"),
+                run("rq", "fib", "rq 3.0.0"),
+            ],
+            ..Results::default()
+        };
+        let text = section(&results, None);
+        let versions = text
+            .lines()
+            .find(|l| l.starts_with("**Versions**"))
+            .expect("a versions line");
+        assert_eq!(versions.matches("celery 5.7.0").count(), 1, "{versions}");
+        assert_eq!(versions.matches("rq 3.0.0").count(), 1, "{versions}");
+        assert!(!versions.contains("wasq 0.1.0"), "{versions}");
     }
 }

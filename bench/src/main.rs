@@ -98,6 +98,10 @@ struct Args {
     /// The command recorded with the results.
     #[arg(long, default_value = "cargo xtask bench")]
     command: String,
+    /// Run nothing: print the tables of this saved results file and redo --charts and
+    /// --document from it (e.g. `--render bench/results/latest.json --document BENCHMARKS.md`).
+    #[arg(long, value_name = "RESULTS_JSON")]
+    render: Option<PathBuf>,
 }
 
 /// One thing to measure.
@@ -133,6 +137,15 @@ fn main() -> std::process::ExitCode {
 
 /// Runs everything; `Ok(false)` when some run did not account for all its tasks.
 async fn run(mut args: Args) -> Result<bool> {
+    if let Some(saved) = args.render.clone() {
+        let text = std::fs::read_to_string(&saved)
+            .with_context(|| format!("reading {}", saved.display()))?;
+        let results: Results = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a wasq-bench results file", saved.display()))?;
+        args.out = saved;
+        write_outputs(&args, &results, false)?;
+        return Ok(results.problems().is_empty());
+    }
     let quick = args.quick;
     // Absolute, not canonical: a venv's python is a symlink that must stay one.
     if let Some(python) = &args.python {
@@ -262,7 +275,7 @@ async fn run(mut args: Args) -> Result<bool> {
         runs,
         scaling: points,
     };
-    write_outputs(&args, &results)?;
+    write_outputs(&args, &results, true)?;
 
     let problems = results.problems();
     if problems.is_empty() {
@@ -359,13 +372,16 @@ fn progress(run: &Run) -> String {
     format!("{head} {detail}")
 }
 
-/// The JSON file, the tables on the terminal, the charts and BENCHMARKS.md.
-fn write_outputs(args: &Args, results: &Results) -> Result<()> {
-    if let Some(parent) = args.out.parent() {
-        std::fs::create_dir_all(parent)?;
+/// The JSON file, the tables on the terminal, the charts and BENCHMARKS.md;
+/// `save`: write the JSON file (not when re-rendering it).
+fn write_outputs(args: &Args, results: &Results, save: bool) -> Result<()> {
+    if save {
+        if let Some(parent) = args.out.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&args.out, serde_json::to_string_pretty(results)? + "\n")
+            .with_context(|| format!("writing {}", args.out.display()))?;
     }
-    std::fs::write(&args.out, serde_json::to_string_pretty(results)? + "\n")
-        .with_context(|| format!("writing {}", args.out.display()))?;
     println!();
     for table in tables::all(results) {
         println!("{}", table.text());

@@ -91,7 +91,7 @@ pub(crate) struct ScalingPoint {
 }
 
 /// Everything one `cargo xtask bench` wrote: `bench/results/latest.json`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct Results {
     /// When it ran (RFC 3339).
     pub(crate) date: String,
