@@ -1,12 +1,15 @@
 //! Builds the example task modules (`examples-wasm/`) into `target/wasm/`: the Rust ones with
-//! cargo for `wasm32-wasip1`, the C one with clang and wasi-libc. Installs the missing pieces
-//! first: the rustup target, and clang/lld/wasi-libc through apt-get.
+//! cargo for `wasm32-wasip1`, the C ones with clang and wasi-libc, the Zig one with Zig, the
+//! AssemblyScript one with asc. Installs the missing pieces first: the rustup target,
+//! clang/lld/wasi-libc through apt-get, Zig and AssemblyScript as `toolchains.rs` says.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use anyhow::{Context as _, Result, bail};
+
+use crate::toolchains;
 
 /// The wasm target of task modules (WASI preview 1).
 const TARGET: &str = "wasm32-wasip1";
@@ -59,6 +62,59 @@ pub(crate) fn build_guests(root: &Path) -> Result<Vec<PathBuf>> {
         .arg(root.join("examples-wasm/hello_c/hello.c")))
     .context("building the C example module")?;
     modules.push(hello_c);
+
+    let basics_c = out_dir.join("basics_c.wasm");
+    run(Command::new("clang")
+        .arg("--target=wasm32-wasi")
+        .arg(format!("--sysroot={}", sysroot.display()))
+        .args([
+            "-O2",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-Wl,--strip-all",
+            "-I",
+        ])
+        .arg(root.join("guest-sdk/c"))
+        .arg("-o")
+        .arg(&basics_c)
+        .arg(root.join("examples-wasm/basics_c/basics.c")))
+    .context("building the C SDK example module")?;
+    modules.push(basics_c);
+
+    let basics_zig = out_dir.join("basics_zig.wasm");
+    run(toolchains::zig(root)?
+        .args([
+            "build-exe",
+            "-target",
+            "wasm32-wasi",
+            "-O",
+            "ReleaseSmall",
+            "-fstrip",
+        ])
+        .args(["--dep", "wasq"])
+        .arg(format!(
+            "-Mroot={}",
+            root.join("examples-wasm/basics_zig/basics.zig").display()
+        ))
+        .arg(format!(
+            "-Mwasq={}",
+            root.join("guest-sdk/zig/wasq.zig").display()
+        ))
+        .arg(format!("-femit-bin={}", basics_zig.display())))
+    .context("building the Zig example module")?;
+    modules.push(basics_zig);
+
+    let basics_as = out_dir.join("basics_as.wasm");
+    let (mut asc, shim_config) = toolchains::assemblyscript(root)?;
+    run(asc
+        .arg(root.join("examples-wasm/basics_as/basics.ts"))
+        .arg("--config")
+        .arg(&shim_config)
+        .args(["-O3", "--noAssert", "--outFile"])
+        .arg(&basics_as))
+    .context("building the AssemblyScript example module")?;
+    modules.push(basics_as);
 
     for module in &modules {
         let size = fs::metadata(module)
@@ -127,7 +183,7 @@ fn clang_major() -> Option<u32> {
 }
 
 /// Runs `apt-get <args> <packages>`, through sudo unless we are root.
-fn apt_get(args: &[&str], packages: &[&str]) -> Result<()> {
+pub(crate) fn apt_get(args: &[&str], packages: &[&str]) -> Result<()> {
     let is_root = capture(Command::new("id").arg("-u")).is_ok_and(|uid| uid.trim() == "0");
     let mut command = if is_root {
         Command::new("apt-get")
@@ -144,7 +200,7 @@ fn apt_get(args: &[&str], packages: &[&str]) -> Result<()> {
 }
 
 /// Runs `command` with inherited stdio; fails (naming the command) unless it exits 0.
-fn run(command: &mut Command) -> Result<()> {
+pub(crate) fn run(command: &mut Command) -> Result<()> {
     let status = command
         .status()
         .with_context(|| format!("could not start {command:?}"))?;
@@ -156,7 +212,7 @@ fn run(command: &mut Command) -> Result<()> {
 
 /// Runs `command` and returns its stdout; fails (naming the command, with its stderr) unless it
 /// exits 0.
-fn capture(command: &mut Command) -> Result<String> {
+pub(crate) fn capture(command: &mut Command) -> Result<String> {
     let Output {
         status,
         stdout,

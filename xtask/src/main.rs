@@ -18,6 +18,7 @@
 
 mod guests;
 mod servers;
+mod toolchains;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
