@@ -105,6 +105,20 @@ pub fn run_wasq(args: &[&str]) -> Run {
     out.into()
 }
 
+/// Runs `wasq` with `args` and a compiled-module cache shared by every test
+/// (`target/test-cache`): for large modules, such as a Python component,
+/// whose compile would otherwise dominate each run. Artifacts are keyed by
+/// the module's digest and the engine's settings and written atomically, so
+/// sharing is safe.
+pub fn run_wasq_shared_cache(args: &[&str]) -> Run {
+    let cache = root().join("target/test-cache");
+    wasq(&cache)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", wasq_bin().display()))
+        .into()
+}
+
 /// Writes WebAssembly text to a temp file as a binary module.
 pub fn wat_file(dir: &Path, name: &str, wat: &str) -> PathBuf {
     let bytes = wat::parse_str(wat).unwrap_or_else(|e| panic!("bad test WAT: {e}"));

@@ -1,18 +1,28 @@
-//! The guest SDKs beyond Rust: the `basics` tasks written in C (with `wasq.h`), Zig and
-//! AssemblyScript give the same results as the Rust module, through `wasq run` (arguments by
-//! position and by name, errors, unknown tasks, bad stdin) and through a cluster.
+//! The guest SDKs beyond Rust: the `basics` tasks written in C (with `wasq.h`), Zig,
+//! AssemblyScript, JavaScript (QuickJS) and Python (a `wasq:task` component made by
+//! componentize-py) give the same results as the Rust module, through `wasq run` (arguments by
+//! position and by name, errors, unknown tasks) and through a cluster.
 
 use std::path::Path;
 
 use serde_json::{Value, json};
-use wasq_tests::{ClusterProcess, run_wasq, wasm, wasq_in};
+use wasq_tests::{ClusterProcess, run_wasq_shared_cache, wasm, wasq_in};
 
 /// The example modules of the other languages, by file name under target/wasm/.
-const MODULES: [&str; 3] = ["basics_c", "basics_zig", "basics_as"];
+const MODULES: [&str; 5] = [
+    "basics_c",
+    "basics_zig",
+    "basics_as",
+    "basics_js",
+    "basics_py",
+];
+
+/// The modules that are `wasq:task` components: an error has no exit code of its own (1).
+const COMPONENTS: [&str; 1] = ["basics_py"];
 
 fn run_task(module: &str, task: &str, args: &str, kwargs: &str) -> wasq_tests::Run {
     let path = wasm(module);
-    run_wasq(&[
+    run_wasq_shared_cache(&[
         "run",
         path.to_str().unwrap(),
         task,
@@ -76,41 +86,54 @@ fn wordcount_agrees_with_the_rust_module() {
     }
 }
 
+/// A failed run's outcome, exit code and stderr, from `wasq run --json`.
+fn failure(module: &str, task: &str, args: &str, kwargs: &str) -> (String, i64, String) {
+    let run = run_task(module, task, args, kwargs);
+    assert_ne!(run.code, 0, "{module} {task} succeeded: {run:?}");
+    let json = run.json();
+    (
+        json["outcome"].as_str().unwrap_or_default().to_owned(),
+        json["exit_code"].as_i64().unwrap_or_default(),
+        json["stderr"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
 #[test]
 fn errors_follow_the_abi_conventions() {
     for module in MODULES {
         // A missing argument: exit code 1, the argument named.
-        let missing = run_task(module, "add", "[1]", "{}");
-        assert_ne!(missing.code, 0, "{module}: {missing:?}");
-        assert!(
-            missing.stderr.contains("argument `b`") && missing.stderr.contains("exit code 1"),
-            "{module}: {missing:?}"
+        let (outcome, code, stderr) = failure(module, "add", "[1]", "{}");
+        assert_eq!(
+            (outcome.as_str(), code),
+            ("guest_error", 1),
+            "{module}: {stderr}"
         );
+        assert!(stderr.contains("argument `b`"), "{module}: {stderr}");
         // A mistyped argument.
-        let mistyped = run_task(module, "fib", r#"["ten"]"#, "{}");
+        let (_, code, stderr) = failure(module, "fib", r#"["ten"]"#, "{}");
+        assert_eq!(code, 1, "{module}: {stderr}");
         assert!(
-            mistyped.stderr.contains("argument `n`") && mistyped.stderr.contains("integer"),
-            "{module}: {mistyped:?}"
+            stderr.contains("argument `n`") && stderr.contains("integer"),
+            "{module}: {stderr}"
         );
         // The task's own failure.
-        let failed = run_task(module, "fail", r#"["out of coffee"]"#, "{}");
+        let (_, code, stderr) = failure(module, "fail", r#"["out of coffee"]"#, "{}");
+        assert_eq!(code, 1, "{module}: {stderr}");
+        assert!(stderr.contains("out of coffee"), "{module}: {stderr}");
+        // An unknown task: exit code 2 (1 from a component), the tasks listed, sorted.
+        let (_, code, stderr) = failure(module, "sub", "[]", "{}");
+        let want = if COMPONENTS.contains(&module) { 1 } else { 2 };
+        assert_eq!(code, want, "{module}: {stderr}");
         assert!(
-            failed.stderr.contains("out of coffee"),
-            "{module}: {failed:?}"
-        );
-        // An unknown task: exit code 2, the tasks listed, sorted.
-        let unknown = run_task(module, "sub", "[]", "{}");
-        assert!(
-            unknown.stderr.contains("exit code 2")
-                && unknown
-                    .stderr
-                    .contains("this module has: add, fail, fib, hello, noop, wordcount"),
-            "{module}: {unknown:?}"
+            stderr.contains(
+                "unknown task `sub`; this module has: add, fail, fib, hello, noop, wordcount"
+            ),
+            "{module}: {stderr}"
         );
     }
 }
 
-/// A temp dir with the three modules uploaded under their file names.
+/// A temp dir with the modules uploaded under their file names.
 fn uploaded() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     for module in MODULES {
@@ -144,7 +167,7 @@ fn every_language_runs_through_a_cluster() {
             expected.push((module, task, enqueue(dir.path(), module, task, &args), want));
         }
     }
-    let failing = enqueue(dir.path(), "basics_zig", "fail", &json!(["no"]));
+    let failing = enqueue(dir.path(), "basics_py", "fail", &json!(["no coffee today"]));
     let _cluster = ClusterProcess::start(dir.path(), &["--workers", "2"], &[]);
     for (module, task, id, want) in expected {
         let run = wasq_in(
@@ -161,5 +184,11 @@ fn every_language_runs_through_a_cluster() {
     );
     let got = run.json();
     assert_eq!(got["outcome"], "guest_error", "{got}");
-    assert!(got["error"].as_str().unwrap_or("").contains("no"), "{got}");
+    assert!(
+        got["stderr"]
+            .as_str()
+            .unwrap_or("")
+            .contains("no coffee today"),
+        "{got}"
+    );
 }

@@ -7,8 +7,8 @@
 //! - `escape`: every task of escape.wasm fails inside the guest.
 //! - `guests`: each example guest (Rust SDK, markdown, C) gives the right
 //!   results.
-//! - `languages`: the guest SDKs for C, Zig and AssemblyScript run the
-//!   `basics` tasks through `wasq run` and through a cluster.
+//! - `languages`: the guest SDKs for C, Zig, AssemblyScript and JavaScript
+//!   run the `basics` tasks through `wasq run` and through a cluster.
 //! - `broker_conformance`: every broker (memory, SQLite, Redis, PostgreSQL,
 //!   SQS) against one suite.
 //! - `cluster`: the queue on its embedded default, black box — enqueue and

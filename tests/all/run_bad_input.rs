@@ -134,3 +134,40 @@ fn bad_limits_are_usage_errors() {
         assert!(!run.stderr.contains("panicked"), "{run:?}");
     }
 }
+
+#[test]
+fn a_component_outside_the_wasq_task_world_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    // A component, but its `run` takes one string instead of two.
+    let component = wat_file(
+        dir.path(),
+        "wrong.wasm",
+        r#"(component
+            (core module $m
+              (memory (export "memory") 1)
+              (func (export "run") (param i32 i32) (result i32) unreachable)
+              (func (export "realloc") (param i32 i32 i32 i32) (result i32) unreachable))
+            (core instance $i (instantiate $m))
+            (func (export "run") (param "task" string) (result string)
+              (canon lift (core func $i "run") (memory $i "memory") (realloc (func $i "realloc")))))"#,
+    );
+    let run = run_wasq(&["run", component.to_str().unwrap(), "any"]);
+    assert_eq!(run.code, 8, "{run:?}");
+    let line = run.one_line_error();
+    assert!(
+        line.contains("does not export `run: func(task: string, args: string)"),
+        "{line}"
+    );
+
+    // A component importing something other than WASI.
+    let importing = wat_file(
+        dir.path(),
+        "importing.wasm",
+        r#"(component
+            (import "acme:rockets/launch" (instance (export "fire" (func)))))"#,
+    );
+    let run = run_wasq(&["run", importing.to_str().unwrap(), "any"]);
+    assert_eq!(run.code, 8, "{run:?}");
+    let line = run.one_line_error();
+    assert!(line.contains("acme:rockets/launch"), "{line}");
+}

@@ -37,7 +37,7 @@ pub(crate) fn build_guests(root: &Path) -> Result<Vec<PathBuf>> {
     // The examples are a workspace of their own; sharing the target directory is safe because
     // their artifacts live under target/wasm32-wasip1/.
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    run(Command::new(cargo)
+    run(Command::new(&cargo)
         .current_dir(root.join("examples-wasm"))
         .env("CARGO_TARGET_DIR", &target_dir)
         .args(["build", "--release", "--target", TARGET]))
@@ -83,37 +83,92 @@ pub(crate) fn build_guests(root: &Path) -> Result<Vec<PathBuf>> {
     modules.push(basics_c);
 
     let basics_zig = out_dir.join("basics_zig.wasm");
-    run(toolchains::zig(root)?
-        .args([
-            "build-exe",
-            "-target",
-            "wasm32-wasi",
-            "-O",
-            "ReleaseSmall",
-            "-fstrip",
-        ])
-        .args(["--dep", "wasq"])
-        .arg(format!(
-            "-Mroot={}",
-            root.join("examples-wasm/basics_zig/basics.zig").display()
-        ))
-        .arg(format!(
-            "-Mwasq={}",
-            root.join("guest-sdk/zig/wasq.zig").display()
-        ))
-        .arg(format!("-femit-bin={}", basics_zig.display())))
-    .context("building the Zig example module")?;
+    let zig_sources = [
+        root.join("examples-wasm/basics_zig/basics.zig"),
+        root.join("guest-sdk/zig/wasq.zig"),
+    ];
+    if !up_to_date(&basics_zig, &zig_sources) {
+        run(toolchains::zig(root)?
+            .args([
+                "build-exe",
+                "-target",
+                "wasm32-wasi",
+                "-O",
+                "ReleaseSmall",
+                "-fstrip",
+            ])
+            .args(["--dep", "wasq"])
+            .arg(format!(
+                "-Mroot={}",
+                root.join("examples-wasm/basics_zig/basics.zig").display()
+            ))
+            .arg(format!(
+                "-Mwasq={}",
+                root.join("guest-sdk/zig/wasq.zig").display()
+            ))
+            .arg(format!("-femit-bin={}", basics_zig.display())))
+        .context("building the Zig example module")?;
+    }
     modules.push(basics_zig);
 
+    // Python: a `wasq:task` component (WASI preview 2) made by componentize-py.
+    let basics_py = out_dir.join("basics_py.wasm");
+    let py_sources = [
+        root.join("examples-wasm/basics_py/app.py"),
+        root.join("guest-sdk/python/wasq.py"),
+        root.join("guest-sdk/wit/task.wit"),
+    ];
+    if !up_to_date(&basics_py, &py_sources) {
+        run(toolchains::componentize_py(root)?
+            .arg("-d")
+            .arg(root.join("guest-sdk/wit"))
+            .args(["-w", "task", "componentize", "app", "-p"])
+            .arg(root.join("examples-wasm/basics_py"))
+            .arg("-p")
+            .arg(root.join("guest-sdk/python"))
+            .arg("-o")
+            .arg(&basics_py))
+        .context("building the Python example component")?;
+    }
+    modules.push(basics_py);
+
+    // JavaScript: QuickJS (rquickjs) built for wasm32-wasip1 with the task file embedded.
+    let wasi_sdk = match std::env::var_os("WASI_SDK") {
+        Some(sdk) => PathBuf::from(sdk),
+        None => toolchains::wasi_sdk(&wasi_sdk_dir(root), &sysroot)?,
+    };
+    run(Command::new(&cargo)
+        .current_dir(root.join("guest-sdk/js"))
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .env("WASI_SDK", &wasi_sdk)
+        .env(
+            "WASQ_JS_TASK",
+            root.join("examples-wasm/basics_js/basics.js"),
+        )
+        .args(["build", "--release", "--target", TARGET]))
+    .context("building the JavaScript example module (QuickJS)")?;
+    let basics_js = out_dir.join("basics_js.wasm");
+    let built = release_dir.join("wasq-js.wasm");
+    fs::copy(&built, &basics_js)
+        .with_context(|| format!("copying {} to {}", built.display(), basics_js.display()))?;
+    modules.push(basics_js);
+
     let basics_as = out_dir.join("basics_as.wasm");
-    let (mut asc, shim_config) = toolchains::assemblyscript(root)?;
-    run(asc
-        .arg(root.join("examples-wasm/basics_as/basics.ts"))
-        .arg("--config")
-        .arg(&shim_config)
-        .args(["-O3", "--noAssert", "--outFile"])
-        .arg(&basics_as))
-    .context("building the AssemblyScript example module")?;
+    let as_sources = [
+        root.join("examples-wasm/basics_as/basics.ts"),
+        root.join("guest-sdk/assemblyscript/assembly/index.ts"),
+        root.join("guest-sdk/assemblyscript/package-lock.json"),
+    ];
+    if !up_to_date(&basics_as, &as_sources) {
+        let (mut asc, shim_config) = toolchains::assemblyscript(root)?;
+        run(asc
+            .arg(root.join("examples-wasm/basics_as/basics.ts"))
+            .arg("--config")
+            .arg(&shim_config)
+            .args(["-O3", "--noAssert", "--outFile"])
+            .arg(&basics_as))
+        .context("building the AssemblyScript example module")?;
+    }
     modules.push(basics_as);
 
     for module in &modules {
@@ -124,6 +179,23 @@ pub(crate) fn build_guests(root: &Path) -> Result<Vec<PathBuf>> {
         println!("  {name:<16} {:>6.1} KB", size as f64 / 1024.0);
     }
     Ok(modules)
+}
+
+/// The wasi-sdk the JavaScript guest builds with: `WASI_SDK`, or the one `build_guests` makes
+/// of Debian's clang under `target/`.
+pub(crate) fn wasi_sdk_dir(root: &Path) -> PathBuf {
+    std::env::var_os("WASI_SDK").map_or_else(|| root.join("target/wasi-sdk-debian"), PathBuf::from)
+}
+
+/// Whether `output` exists and is newer than every one of `inputs`.
+fn up_to_date(output: &Path, inputs: &[PathBuf]) -> bool {
+    let modified = |path: &Path| fs::metadata(path).and_then(|m| m.modified()).ok();
+    let Some(built) = modified(output) else {
+        return false;
+    };
+    inputs
+        .iter()
+        .all(|input| modified(input).is_some_and(|changed| changed < built))
 }
 
 /// Runs `rustup target add wasm32-wasip1` unless the target is already installed.
@@ -176,7 +248,7 @@ fn c_toolchain() -> Option<PathBuf> {
 }
 
 /// The major version of the installed clang ("Debian clang version 14.0.6" -> 14).
-fn clang_major() -> Option<u32> {
+pub(crate) fn clang_major() -> Option<u32> {
     let version = capture(Command::new("clang").arg("--version")).ok()?;
     let rest = version.split("version ").nth(1)?;
     rest.split(['.', ' ']).next()?.parse().ok()

@@ -158,6 +158,14 @@ fn test(root: &Path, rest: &[String]) -> anyhow::Result<()> {
         .env("CARGO_TARGET_DIR", root.join("target"));
     step("cargo clippy (examples-wasm)", guest_clippy)?;
 
+    let mut js_clippy = cargo(root);
+    js_clippy
+        .args(["clippy", "--manifest-path", "guest-sdk/js/Cargo.toml"])
+        .args(["--target", "wasm32-wasip1", "--", "-D", "warnings"])
+        .env("CARGO_TARGET_DIR", root.join("target"))
+        .env("WASI_SDK", guests::wasi_sdk_dir(root));
+    step("cargo clippy (guest-sdk/js)", js_clippy)?;
+
     // Tests run against the release build: the binary the README uses, and
     // one build of wasmtime shared by every step below.
     let wasq = build_release_binary(root)?;

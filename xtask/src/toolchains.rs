@@ -1,8 +1,9 @@
 //! The compilers of the non-Rust example guests, installed under `target/` from a package
-//! registry when missing: Zig from PyPI (the `ziglang` package, into `target/guest-venv`) and
-//! AssemblyScript from npm (`assemblyscript` and `@assemblyscript/wasi-shim`, into
-//! `target/assemblyscript`, from the lock file in `guest-sdk/assemblyscript/`). Each is pinned in
-//! a file of the SDK it builds, so a fresh machine gets the same compiler.
+//! registry when missing: Zig and componentize-py from PyPI (`guest-sdk/requirements.txt`, into
+//! `target/guest-venv`), AssemblyScript from npm (`assemblyscript` and
+//! `@assemblyscript/wasi-shim`, into `target/assemblyscript`, from the lock file in
+//! `guest-sdk/assemblyscript/`), and a wasi-sdk-shaped directory of Debian's clang for the
+//! JavaScript guest's QuickJS. Each is pinned, so a fresh machine gets the same compiler.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -12,20 +13,33 @@ use anyhow::{Context as _, Result};
 
 use crate::guests::{capture, run};
 
+/// The Python of `target/guest-venv`, with the compilers of `guest-sdk/requirements.txt`.
+fn guest_venv(root: &Path) -> Result<PathBuf> {
+    wasq_testkit::ensure_venv_requirements(
+        &root.join("target/guest-venv"),
+        &root.join("guest-sdk/requirements.txt"),
+        "the Zig and Python example guests need Zig and componentize-py",
+    )
+    .context("installing Zig and componentize-py from PyPI")
+}
+
 /// A command that runs the Zig compiler (`python -m ziglang`), installing it when missing.
 pub(crate) fn zig(root: &Path) -> Result<Command> {
-    let python = wasq_testkit::ensure_venv_requirements(
-        &root.join("target/guest-venv"),
-        &root.join("guest-sdk/zig/requirements.txt"),
-        "the Zig example guest needs the Zig compiler",
-    )
-    .context("installing Zig from PyPI (the `ziglang` package)")?;
-    let mut zig = Command::new(python);
+    let mut zig = Command::new(guest_venv(root)?);
     zig.args(["-m", "ziglang"]);
     // Zig's caches live with the build, not in the home directory.
     zig.env("ZIG_GLOBAL_CACHE_DIR", root.join("target/zig-cache/global"))
         .env("ZIG_LOCAL_CACHE_DIR", root.join("target/zig-cache/local"));
     Ok(zig)
+}
+
+/// A command that runs componentize-py, installing it when missing.
+pub(crate) fn componentize_py(root: &Path) -> Result<Command> {
+    let python = guest_venv(root)?;
+    let bin = python.parent().map(|dir| dir.join("componentize-py"));
+    Ok(Command::new(
+        bin.unwrap_or_else(|| "componentize-py".into()),
+    ))
 }
 
 /// The AssemblyScript compiler (`asc`, to run in its own directory, so give it absolute paths)
@@ -85,4 +99,85 @@ fn ensure_npm() -> Result<()> {
             crate::guests::apt_get(&["install", "-y"], &["nodejs", "npm"])
         })
         .context("Node.js and npm are missing and apt-get could not install them")
+}
+
+/// A directory shaped like a wasi-sdk (`bin/clang`, `bin/ar`, `share/wasi-sysroot`) made of
+/// Debian's clang, llvm-ar and wasi-libc, for crates whose build script wants one (rquickjs-sys
+/// reads `WASI_SDK`, and would download a wasi-sdk from GitHub without it). `bin/clang` renames
+/// the `wasm32-wasip1` triple, which clang 14 does not know, to `wasm32-wasi`.
+pub(crate) fn wasi_sdk(sdk: &Path, sysroot: &Path) -> Result<PathBuf> {
+    let sdk = sdk.to_path_buf();
+    let bin = sdk.join("bin");
+    fs::create_dir_all(&bin).with_context(|| format!("creating {}", bin.display()))?;
+    let clang = bin.join("clang");
+    fs::write(
+        &clang,
+        "#!/bin/sh\n\
+         # Debian's clang for wasm32-wasip1, a triple clang 14 knows as wasm32-wasi.\n\
+         for arg do\n\
+         \x20 shift\n\
+         \x20 case \"$arg\" in\n\
+         \x20   --target=wasm32-wasip1) arg=--target=wasm32-wasi ;;\n\
+         \x20   wasm32-wasip1) arg=wasm32-wasi ;;\n\
+         \x20 esac\n\
+         \x20 set -- \"$@\" \"$arg\"\n\
+         done\n\
+         exec clang \"$@\"\n",
+    )
+    .with_context(|| format!("writing {}", clang.display()))?;
+    make_executable(&clang)?;
+    let ar = llvm_ar()?;
+    link(&ar, &bin.join("ar"))?;
+    fs::create_dir_all(sdk.join("share"))?;
+    link(sysroot, &sdk.join("share/wasi-sysroot"))?;
+    Ok(sdk)
+}
+
+/// `llvm-ar` (or `llvm-ar-N` for the installed clang), installing Debian's llvm when missing:
+/// archives of wasm objects need its symbol index.
+fn llvm_ar() -> Result<PathBuf> {
+    let find = || {
+        let major = crate::guests::clang_major();
+        let names = [
+            Some("llvm-ar".to_string()),
+            major.map(|m| format!("llvm-ar-{m}")),
+        ];
+        names.into_iter().flatten().find_map(|name| {
+            capture(Command::new(&name).arg("--version"))
+                .ok()
+                .map(|_| PathBuf::from(name))
+        })
+    };
+    if let Some(ar) = find() {
+        return Ok(ar);
+    }
+    println!("installing llvm with apt-get (llvm-ar, needed for the JavaScript guest)");
+    crate::guests::apt_get(&["install", "-y"], &["llvm"])?;
+    find().context("llvm-ar is still missing after apt-get install llvm")
+}
+
+/// Points `link` at `target` (a symbolic link), replacing what is there.
+fn link(target: &Path, link: &Path) -> Result<()> {
+    let target = if target.is_absolute() || target.components().count() > 1 {
+        target.to_path_buf()
+    } else {
+        // A bare command name: the symbolic link needs its path.
+        which(target).unwrap_or_else(|| target.to_path_buf())
+    };
+    let _ = fs::remove_file(link);
+    std::os::unix::fs::symlink(&target, link)
+        .with_context(|| format!("linking {} to {}", link.display(), target.display()))
+}
+
+/// The full path of a command on `PATH`.
+fn which(command: &Path) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(command))
+        .find(|path| path.is_file())
+}
+
+fn make_executable(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755))
+        .with_context(|| format!("making {} executable", path.display()))
 }

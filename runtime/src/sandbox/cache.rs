@@ -9,9 +9,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::OnceCell;
+use wasmtime::component::{self, Component};
 use wasmtime::{Engine, InstancePre, Module};
 
-use super::run::TaskState;
+use super::run::{ComponentState, TaskState};
 use crate::Digest;
 
 /// A compiled module, linked and ready to instantiate. Cheap to clone.
@@ -23,13 +24,25 @@ pub struct TaskModule {
 struct ModuleInner {
     digest: Digest,
     size: usize,
-    pre: InstancePre<TaskState>,
+    compiled: Compiled,
+}
+
+/// The two kinds of task module (guest-sdk/ABI.md).
+pub(crate) enum Compiled {
+    /// A WASI preview 1 command: `_start`, argv, stdin and stdout.
+    Module(InstancePre<TaskState>),
+    /// A component of the `wasq:task` world: `run(task, args)` on WASI preview 2.
+    Component(component::InstancePre<ComponentState>),
 }
 
 impl TaskModule {
-    pub(crate) fn new(digest: Digest, size: usize, pre: InstancePre<TaskState>) -> Self {
+    pub(crate) fn new(digest: Digest, size: usize, compiled: Compiled) -> Self {
         Self {
-            inner: Arc::new(ModuleInner { digest, size, pre }),
+            inner: Arc::new(ModuleInner {
+                digest,
+                size,
+                compiled,
+            }),
         }
     }
 
@@ -43,8 +56,13 @@ impl TaskModule {
         self.inner.size
     }
 
-    pub(crate) fn pre(&self) -> &InstancePre<TaskState> {
-        &self.inner.pre
+    pub(crate) fn compiled(&self) -> &Compiled {
+        &self.inner.compiled
+    }
+
+    /// Whether this is a component (of the `wasq:task` world) rather than a command module.
+    pub fn is_component(&self) -> bool {
+        matches!(self.inner.compiled, Compiled::Component(_))
     }
 }
 
@@ -53,6 +71,7 @@ impl fmt::Debug for TaskModule {
         f.debug_struct("TaskModule")
             .field("digest", &self.inner.digest)
             .field("size", &self.inner.size)
+            .field("component", &self.is_component())
             .finish_non_exhaustive()
     }
 }
@@ -149,26 +168,50 @@ impl ArtifactDir {
         }
     }
 
-    fn path(&self, digest: &Digest) -> PathBuf {
-        self.dir.join(format!("{digest}-{}.cwasm", self.tag))
+    fn path(&self, digest: &Digest, kind: &str) -> PathBuf {
+        self.dir.join(format!("{digest}-{}.{kind}", self.tag))
     }
 
-    /// Loads the artifact of `digest`, if one is there and still loads.
+    /// Loads the module artifact of `digest`, if one is there and still loads.
+    pub(crate) fn load(&self, engine: &Engine, digest: &Digest) -> Option<Module> {
+        // SAFETY: see `load_with`.
+        #[allow(unsafe_code, reason = "loading our own precompiled artifact")]
+        let loaded = self.load_with(digest, "cwasm", |bytes| unsafe {
+            Module::deserialize(engine, bytes)
+        });
+        loaded
+    }
+
+    /// Loads the component artifact of `digest`, if one is there and still loads.
+    pub(crate) fn load_component(&self, engine: &Engine, digest: &Digest) -> Option<Component> {
+        // SAFETY: see `load_with`.
+        #[allow(unsafe_code, reason = "loading our own precompiled artifact")]
+        let loaded = self.load_with(digest, "ccwasm", |bytes| unsafe {
+            Component::deserialize(engine, bytes)
+        });
+        loaded
+    }
+
+    /// Reads an artifact and deserializes it, dropping a file that no longer loads.
     ///
     /// The file is read into memory rather than mapped: a mapped artifact
     /// that something truncates on disk would crash the process (SIGBUS).
-    pub(crate) fn load(&self, engine: &Engine, digest: &Digest) -> Option<Module> {
-        let path = self.path(digest);
+    ///
+    /// Deserializing is unsafe in wasmtime: the artifact directory holds only
+    /// files this process (or an earlier run with the same engine settings)
+    /// wrote from modules it compiled itself; it must be writable only by the
+    /// user running wasq (documented on `SandboxConfig::cache_dir`). wasmtime
+    /// still checks the header, version and settings and refuses a mismatch.
+    fn load_with<T>(
+        &self,
+        digest: &Digest,
+        kind: &str,
+        deserialize: impl FnOnce(&[u8]) -> wasmtime::Result<T>,
+    ) -> Option<T> {
+        let path = self.path(digest, kind);
         let bytes = std::fs::read(&path).ok()?;
-        // SAFETY: the artifact directory holds only files this process (or an
-        // earlier run with the same engine settings) wrote from modules it
-        // compiled itself; it must be writable only by the user running wasq
-        // (documented on `SandboxConfig::cache_dir`). wasmtime still checks
-        // the header, version and settings and refuses a mismatch.
-        #[allow(unsafe_code, reason = "loading our own precompiled artifact")]
-        let loaded = unsafe { Module::deserialize(engine, &bytes) };
-        match loaded {
-            Ok(module) => Some(module),
+        match deserialize(&bytes) {
+            Ok(loaded) => Some(loaded),
             Err(error) => {
                 tracing::warn!(path = %path.display(), %error, "discarding unusable compiled module");
                 let _ = std::fs::remove_file(&path);
@@ -177,13 +220,23 @@ impl ArtifactDir {
         }
     }
 
-    /// Writes the artifact of `digest`; a failure only costs a recompile
-    /// later, so it is logged, not returned.
+    /// Writes the artifact of a module.
     pub(crate) fn store(&self, digest: &Digest, module: &Module) {
+        self.store_bytes(digest, "cwasm", module.serialize());
+    }
+
+    /// Writes the artifact of a component.
+    pub(crate) fn store_component(&self, digest: &Digest, component: &Component) {
+        self.store_bytes(digest, "ccwasm", component.serialize());
+    }
+
+    /// Writes an artifact; a failure only costs a recompile later, so it is
+    /// logged, not returned.
+    fn store_bytes(&self, digest: &Digest, kind: &str, serialized: wasmtime::Result<Vec<u8>>) {
         let write = || -> std::io::Result<()> {
-            let bytes = module.serialize().map_err(std::io::Error::other)?;
+            let bytes = serialized.map_err(std::io::Error::other)?;
             std::fs::create_dir_all(&self.dir)?;
-            let path = self.path(digest);
+            let path = self.path(digest, kind);
             let tmp = path.with_extension(format!("tmp{}", std::process::id()));
             std::fs::write(&tmp, bytes)?;
             std::fs::rename(&tmp, &path)

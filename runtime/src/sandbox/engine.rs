@@ -11,19 +11,28 @@ use wasmtime::{
 
 use super::SandboxError;
 use super::config::SandboxConfig;
-use super::run::TaskState;
+use super::run::{ComponentState, TaskState};
+
+/// Pool slots a component's run takes: it holds several core instances,
+/// memories and tables (a Python component: the interpreter, its libraries
+/// and adapters), a command module one of each.
+pub(crate) const COMPONENT_SLOTS: u32 = 4;
 
 /// Builds the one engine of a sandbox: pooling allocator sized to
 /// `config.slots`, copy-on-write memory images, epoch interruption always
 /// on, fuel as configured.
 pub(crate) fn build_engine(config: &SandboxConfig) -> Result<Engine, SandboxError> {
     let mut pool = PoolingAllocationConfig::new();
-    pool.total_core_instances(config.slots)
-        .total_memories(config.slots)
-        .total_tables(config.slots)
+    // Every run holds `COMPONENT_SLOTS` permits of `slots` if it is a
+    // component, one if it is a module; the pools fit either mix.
+    pool.total_core_instances(config.slots * COMPONENT_SLOTS * 4)
+        .total_memories(config.slots * 2)
+        .total_tables(config.slots * 2)
         .total_stacks(config.slots)
-        // Components are not run (yet); keep their pools minimal.
-        .total_component_instances(0)
+        .total_component_instances(config.slots / COMPONENT_SLOTS + 1)
+        .max_core_instances_per_component(COMPONENT_SLOTS * 4)
+        .max_memories_per_component(COMPONENT_SLOTS * 2)
+        .max_tables_per_component(COMPONENT_SLOTS * 2)
         .max_memory_size(usize::try_from(config.max_memory).unwrap_or(usize::MAX))
         .table_elements(config.max_table_elements)
         .linear_memory_keep_resident(config.keep_resident)
@@ -38,11 +47,22 @@ pub(crate) fn build_engine(config: &SandboxConfig) -> Result<Engine, SandboxErro
     Engine::new(&wasm).map_err(|e| SandboxError::Engine(format!("{e:#}")))
 }
 
-/// The linker every task instantiates against: WASI preview 1 and nothing
-/// else. A module importing anything more is refused as invalid.
+/// The linker every command module instantiates against: WASI preview 1 and
+/// nothing else. A module importing anything more is refused as invalid.
 pub(crate) fn build_linker(engine: &Engine) -> Result<Linker<TaskState>, SandboxError> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p1::add_to_linker_async(&mut linker, |state: &mut TaskState| &mut state.wasi)
+        .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
+    Ok(linker)
+}
+
+/// The linker of components: WASI preview 2 and nothing else. The sandbox
+/// is the same: no preopened directory, no environment, no sockets.
+pub(crate) fn build_component_linker(
+    engine: &Engine,
+) -> Result<wasmtime::component::Linker<ComponentState>, SandboxError> {
+    let mut linker = wasmtime::component::Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)
         .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
     Ok(linker)
 }

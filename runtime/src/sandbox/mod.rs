@@ -2,9 +2,10 @@
 //! modules, and [`Sandbox::run`], which runs one task in a fresh instance
 //! under its [`Limits`] and reports an [`Execution`].
 //!
-//! What a task can reach is WASI preview 1 with no preopened directories, no
-//! environment, no sockets: only its arguments on stdin, its result on
-//! stdout, its log on stderr, clocks and random numbers.
+//! What a task can reach is WASI (preview 1 for command modules, preview 2
+//! for `wasq:task` components) with no preopened directories, no
+//! environment, no sockets: only its arguments, its result, its log, clocks
+//! and random numbers.
 
 mod cache;
 mod cancel;
@@ -21,11 +22,12 @@ use std::fmt;
 use std::sync::Arc;
 
 use tokio::sync::Semaphore;
+use wasmtime::component::Component;
 use wasmtime::{Engine, ExternType, Linker, Module};
 
-use cache::{ArtifactDir, ModuleCache};
+use cache::{ArtifactDir, Compiled, ModuleCache};
 use engine::EpochTicker;
-use run::{TaskState, one_line};
+use run::{ComponentState, TaskState, one_line};
 
 pub use cache::TaskModule;
 pub use cancel::CancelToken;
@@ -48,6 +50,7 @@ struct Inner {
     config: SandboxConfig,
     engine: Engine,
     linker: Linker<TaskState>,
+    component_linker: wasmtime::component::Linker<ComponentState>,
     cache: ModuleCache,
     artifacts: Option<ArtifactDir>,
     /// One permit per pool slot: a burst waits here instead of failing to
@@ -73,6 +76,7 @@ impl Sandbox {
     pub fn new(config: SandboxConfig) -> Result<Self, SandboxError> {
         let engine = engine::build_engine(&config)?;
         let linker = engine::build_linker(&engine)?;
+        let component_linker = engine::build_component_linker(&engine)?;
         let ticker = EpochTicker::start(&engine, config.epoch_tick)?;
         let artifacts = config
             .cache_dir
@@ -85,6 +89,7 @@ impl Sandbox {
                 compiles: Arc::new(Semaphore::new(config.compile_concurrency.max(1))),
                 artifacts,
                 linker,
+                component_linker,
                 engine,
                 config,
                 _ticker: ticker,
@@ -155,6 +160,9 @@ impl Sandbox {
 
 impl Inner {
     fn compile_blocking(&self, digest: Digest, bytes: &[u8]) -> Result<TaskModule, SandboxError> {
+        if is_component(bytes) {
+            return self.compile_component(digest, bytes);
+        }
         let cached = self
             .artifacts
             .as_ref()
@@ -175,7 +183,7 @@ impl Inner {
             _ => {
                 return Err(SandboxError::InvalidModule(
                     "the module has no `_start` function: a wasq task must be a WASI command \
-                     module (see guest-sdk/ABI.md)"
+                     module or a `wasq:task` component (see guest-sdk/ABI.md)"
                         .into(),
                 ));
             }
@@ -186,8 +194,79 @@ impl Inner {
                 one_line(&e)
             ))
         })?;
-        Ok(TaskModule::new(digest, bytes.len(), pre))
+        Ok(TaskModule::new(digest, bytes.len(), Compiled::Module(pre)))
     }
+
+    /// A component: it must export `run: func(task: string, args: string)
+    /// -> result<string, string>` and import nothing but WASI preview 2.
+    fn compile_component(&self, digest: Digest, bytes: &[u8]) -> Result<TaskModule, SandboxError> {
+        let cached = self
+            .artifacts
+            .as_ref()
+            .and_then(|dir| dir.load_component(&self.engine, &digest));
+        let component = match cached {
+            Some(component) => component,
+            None => {
+                let component = Component::new(&self.engine, bytes)
+                    .map_err(|e| SandboxError::InvalidModule(one_line(&e)))?;
+                if let Some(dir) = &self.artifacts {
+                    dir.store_component(&digest, &component);
+                }
+                component
+            }
+        };
+        let pre = self
+            .component_linker
+            .instantiate_pre(&component)
+            .map_err(|e| {
+                SandboxError::InvalidModule(format!(
+                    "{} (wasq provides only WASI preview 2 to components)",
+                    one_line(&e)
+                ))
+            })?;
+        let component_type = component.component_type();
+        let run = component_type
+            .get_export(&self.engine, "run")
+            .map(|export| export.ty);
+        let signature_fits = match run {
+            Some(wasmtime::component::types::ComponentItem::ComponentFunc(func)) => {
+                use wasmtime::component::types::Type;
+                let params: Vec<Type> = func.params().map(|(_, ty)| ty).collect();
+                let results: Vec<Type> = func.results().collect();
+                params.len() == 2
+                    && params.iter().all(|ty| matches!(ty, Type::String))
+                    && matches!(results.as_slice(), [Type::Result(r)]
+                        if matches!(r.ok(), Some(Type::String)) && matches!(r.err(), Some(Type::String)))
+            }
+            _ => false,
+        };
+        if !signature_fits {
+            return Err(SandboxError::InvalidModule(
+                "the component does not export `run: func(task: string, args: string) -> \
+                 result<string, string>` (the `wasq:task` world, see guest-sdk/ABI.md)"
+                    .into(),
+            ));
+        }
+        Ok(TaskModule::new(
+            digest,
+            bytes.len(),
+            Compiled::Component(pre),
+        ))
+    }
+}
+
+/// Whether `bytes` is a component (binary, or text starting with `(component`).
+fn is_component(bytes: &[u8]) -> bool {
+    // A component's preamble: the magic, version 0x0d and layer 1.
+    if bytes.starts_with(b"\0asm") {
+        return bytes.get(4..8) == Some(&[0x0d, 0x00, 0x01, 0x00]);
+    }
+    std::str::from_utf8(bytes).is_ok_and(|text| {
+        text.lines()
+            .map(str::trim)
+            .find(|line| !line.is_empty() && !line.starts_with(";;"))
+            .is_some_and(|line| line.starts_with("(component"))
+    })
 }
 
 /// Says in one line why bytes did not compile, starting with the likeliest

@@ -48,7 +48,7 @@ impl CappedPipe {
     }
 
     /// Appends what fits; returns how much did, flagging an overflow.
-    fn append(&self, data: &[u8]) -> usize {
+    pub(crate) fn append(&self, data: &[u8]) -> usize {
         let mut buf = self.lock();
         let room = self.limit.saturating_sub(buf.bytes.len());
         let n = data.len().min(room);

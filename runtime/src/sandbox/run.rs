@@ -1,15 +1,20 @@
 //! Running one task: a fresh store with its own WASI context, limits and
-//! output capture; instantiate, call `_start`, and turn what happened into
+//! output capture; instantiate, call `_start` (a WASI preview 1 command
+//! module) or `run` (a `wasq:task` component), and turn what happened into
 //! an [`Outcome`].
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
+use wasmtime::component::ResourceTable;
 use wasmtime::{Store, Trap, UpdateDeadline, WasmBacktrace};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
-use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
+use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::CancelToken;
+use super::cache::Compiled;
 use super::cpu::CpuMetered;
 use super::limiter::TaskLimiter;
 use super::pipe::CappedPipe;
@@ -26,11 +31,47 @@ use super::{Execution, Limits, Outcome, OutputStream, Sandbox, SandboxError, Tas
 /// cost of a yield is a fiber switch, negligible at this interval.
 const FUEL_YIELD_INTERVAL: u64 = 10_000_000;
 
-/// The data of one task's store.
+/// The data of one task's store: a command module's.
 pub(crate) struct TaskState {
     pub(crate) wasi: WasiP1Ctx,
     limiter: TaskLimiter,
 }
+
+/// The data of one task's store: a component's (WASI preview 2).
+pub(crate) struct ComponentState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: TaskLimiter,
+}
+
+impl WasiView for ComponentState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Store data with a resource limiter.
+trait Limited: Send + 'static {
+    fn limiter(&mut self) -> &mut TaskLimiter;
+}
+
+impl Limited for TaskState {
+    fn limiter(&mut self) -> &mut TaskLimiter {
+        &mut self.limiter
+    }
+}
+
+impl Limited for ComponentState {
+    fn limiter(&mut self) -> &mut TaskLimiter {
+        &mut self.limiter
+    }
+}
+
+/// The call into a task, borrowing its store.
+type CallFuture<'a> = Pin<Box<dyn Future<Output = wasmtime::Result<()>> + Send + 'a>>;
 
 /// What to run: a task name of a module and its arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,21 +144,125 @@ impl Sandbox {
             return execution;
         }
         let limits = limits.clamped(&inner.config);
-        // The semaphore is never closed, so this only waits.
-        let _slot = inner.slots.acquire().await.ok();
+        // The semaphore is never closed, so this only waits. A component
+        // holds several core instances and memories: it takes more room.
+        let permits = match module.compiled() {
+            Compiled::Module(_) => 1,
+            Compiled::Component(_) => super::engine::COMPONENT_SLOTS,
+        };
+        let _slot = inner.slots.acquire_many(permits).await.ok();
 
         let stdout = CappedPipe::new(limits.stdout);
         let stderr = CappedPipe::new(limits.stderr);
-        let wasi = WasiCtxBuilder::new()
-            .arg(&call.module)
-            .arg(&call.task)
-            .stdin(MemoryInputPipe::new(call.input.clone()))
-            .stdout(stdout.clone())
-            .stderr(stderr.clone())
-            .build_p1();
         let limiter = TaskLimiter::new(limits.memory, limits.table_elements);
-        let mut store = Store::new(&inner.engine, TaskState { wasi, limiter });
-        store.limiter(|state| &mut state.limiter);
+        let ran = match module.compiled() {
+            Compiled::Module(pre) => {
+                let wasi = WasiCtxBuilder::new()
+                    .arg(&call.module)
+                    .arg(&call.task)
+                    .stdin(MemoryInputPipe::new(call.input.clone()))
+                    .stdout(stdout.clone())
+                    .stderr(stderr.clone())
+                    .build_p1();
+                let store = Store::new(&inner.engine, TaskState { wasi, limiter });
+                let pre = pre.clone();
+                self.drive(store, &limits, cancel, move |store| {
+                    Box::pin(async move {
+                        let instance = pre.instantiate_async(&mut *store).await?;
+                        let start = instance.get_typed_func::<(), ()>(&mut *store, "_start")?;
+                        start.call_async(&mut *store, ()).await
+                    })
+                })
+                .await
+            }
+            Compiled::Component(pre) => {
+                // What the component prints, on stdout or stderr, is its log;
+                // its result is what `run` returns.
+                let wasi = WasiCtxBuilder::new()
+                    .arg(&call.module)
+                    .arg(&call.task)
+                    .stdout(stderr.clone())
+                    .stderr(stderr.clone())
+                    .build();
+                let state = ComponentState {
+                    wasi,
+                    table: ResourceTable::new(),
+                    limiter,
+                };
+                let store = Store::new(&inner.engine, state);
+                let input = String::from_utf8_lossy(&call.input).into_owned();
+                let task = call.task.clone();
+                let (pre, result, log) = (pre.clone(), stdout.clone(), stderr.clone());
+                self.drive(store, &limits, cancel, move |store| {
+                    Box::pin(async move {
+                        let instance = pre.instantiate_async(&mut *store).await?;
+                        let run = instance
+                            .get_typed_func::<(&str, &str), (Result<String, String>,)>(
+                                &mut *store,
+                                "run",
+                            )?;
+                        let (returned,) = run
+                            .call_async(&mut *store, (task.as_str(), input.as_str()))
+                            .await?;
+                        match returned {
+                            Ok(json) => {
+                                if result.append(json.as_bytes()) < json.len() {
+                                    return Err(wasmtime::format_err!(
+                                        "the result is over its limit"
+                                    ));
+                                }
+                                Ok(())
+                            }
+                            Err(message) => {
+                                log.append(message.as_bytes());
+                                Err(I32Exit(1).into())
+                            }
+                        }
+                    })
+                })
+                .await
+            }
+        };
+
+        let (stdout, stdout_over) = stdout.take();
+        let (stderr, stderr_over) = stderr.take();
+        let ended = match ran.ended {
+            Ended::Returned(Err(_)) if cancel.is_cancelled() => Ended::Cancelled,
+            ended => ended,
+        };
+        let outcome = classify(
+            ended,
+            Overruns {
+                memory: ran.memory_denied,
+                stdout: stdout_over,
+                stderr: stderr_over,
+            },
+        );
+        Execution {
+            outcome,
+            stdout,
+            stderr,
+            usage: Usage {
+                cpu: ran.cpu,
+                wall: ran.wall,
+                memory_peak: ran.memory_peak as u64,
+                fuel_consumed: ran.fuel_consumed,
+            },
+        }
+    }
+
+    /// Runs `call` in `store` under `limits`: fuel, the wall-clock deadline
+    /// (epoch ticks, with a timer as backstop), cancellation and CPU
+    /// metering; returns how it ended and what it used.
+    async fn drive<T: Limited>(
+        &self,
+        mut store: Store<T>,
+        limits: &Limits,
+        cancel: &CancelToken,
+        call: impl for<'a> FnOnce(&'a mut Store<T>) -> CallFuture<'a>,
+    ) -> Ran {
+        let inner = &self.inner;
+        store.limiter(|state| state.limiter());
         let fuel = inner.config.fuel;
         if fuel {
             // Fuel is on in the engine, so neither call can fail.
@@ -139,56 +284,46 @@ impl Sandbox {
             })
         });
 
-        let call_start = async {
-            let instance = module.pre().instantiate_async(&mut store).await?;
-            let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
-            start.call_async(&mut store, ()).await
-        };
         // The epoch deadline stops wasm code; it traps cleanly, so fuel and
         // memory figures stay exact. The timer is the backstop for time
         // spent in host calls (a WASI sleep), where no epoch check runs; it
         // fires a few ticks later so it never races the epoch trap.
         let backstop = deadline + inner.config.epoch_tick * 4 + Duration::from_millis(10);
-        let timed = async {
-            tokio::select! {
-                ended = tokio::time::timeout_at(backstop.into(), call_start) => match ended {
-                    Ok(ended) => Ended::Returned(ended),
-                    Err(_) => Ended::DeadlinePassed,
-                },
-                _ = cancel.cancelled() => Ended::Cancelled,
-            }
+        let (ended, cpu) = {
+            let running = call(&mut store);
+            let timed = async {
+                tokio::select! {
+                    ended = tokio::time::timeout_at(backstop.into(), running) => match ended {
+                        Ok(ended) => Ended::Returned(ended),
+                        Err(_) => Ended::DeadlinePassed,
+                    },
+                    _ = cancel.cancelled() => Ended::Cancelled,
+                }
+            };
+            CpuMetered::new(timed, inner.config.cpu_metering).await
         };
-        let (ended, cpu) = CpuMetered::new(timed, inner.config.cpu_metering).await;
         let wall = started.elapsed();
-
-        let (stdout, stdout_over) = stdout.take();
-        let (stderr, stderr_over) = stderr.take();
-        let state = store.data();
-        let ended = match ended {
-            Ended::Returned(Err(_)) if cancel.is_cancelled() => Ended::Cancelled,
-            ended => ended,
-        };
-        let outcome = classify(
-            ended,
-            Overruns {
-                memory: state.limiter.denied,
-                stdout: stdout_over,
-                stderr: stderr_over,
-            },
-        );
         let fuel_consumed = fuel.then(|| limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0)));
-        Execution {
-            outcome,
-            stdout,
-            stderr,
-            usage: Usage {
-                cpu,
-                wall,
-                memory_peak: state.limiter.memory_peak as u64,
-                fuel_consumed,
-            },
+        let limiter = store.data_mut().limiter();
+        Ran {
+            ended,
+            cpu,
+            wall,
+            memory_denied: limiter.denied,
+            memory_peak: limiter.memory_peak,
+            fuel_consumed,
         }
     }
+}
+
+/// What a call did, before its outcome is decided.
+struct Ran {
+    ended: Ended,
+    cpu: Duration,
+    wall: Duration,
+    memory_denied: bool,
+    memory_peak: usize,
+    fuel_consumed: Option<u64>,
 }
 
 /// How the call returned.
