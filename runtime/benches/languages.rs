@@ -1,6 +1,7 @@
 //! The example guests of each language side by side (`cargo xtask bench micro languages`, or
-//! `cargo bench -p wasq --bench languages`): the same `basics` tasks written in Rust, C, Zig
-//! and AssemblyScript, through the same sandbox. Needs `target/wasm/` (`cargo xtask build`).
+//! `cargo bench -p wasq --bench languages`): the same `basics` tasks written in Rust, C, Zig,
+//! AssemblyScript, JavaScript and Python, through the same sandbox. Needs `target/wasm/`
+//! (`cargo xtask build`).
 //!
 //! - `languages/noop/<module>`: a fresh instance that reads its arguments and writes `null`:
 //!   the cold-start cost each language's runtime adds (every task gets a fresh instance).
@@ -17,7 +18,14 @@ use serde_json::json;
 use wasq::{Limits, Sandbox, SandboxConfig, TaskCall};
 
 /// The modules compared, by file name under target/wasm/.
-const MODULES: [&str; 5] = ["basics", "basics_c", "basics_zig", "basics_as", "basics_js"];
+const MODULES: [&str; 6] = [
+    "basics",
+    "basics_c",
+    "basics_zig",
+    "basics_as",
+    "basics_js",
+    "basics_py",
+];
 
 fn module_bytes(name: &str) -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
