@@ -111,26 +111,10 @@ pub(crate) fn build_guests(root: &Path) -> Result<Vec<PathBuf>> {
     }
     modules.push(basics_zig);
 
-    // Python: a `wasq:task` component (WASI preview 2) made by componentize-py.
-    let basics_py = out_dir.join("basics_py.wasm");
-    let py_sources = [
-        root.join("examples-wasm/basics_py/app.py"),
-        root.join("guest-sdk/python/wasq.py"),
-        root.join("guest-sdk/wit/task.wit"),
-    ];
-    if !up_to_date(&basics_py, &py_sources) {
-        run(toolchains::componentize_py(root)?
-            .arg("-d")
-            .arg(root.join("guest-sdk/wit"))
-            .args(["-w", "task", "componentize", "app", "-p"])
-            .arg(root.join("examples-wasm/basics_py"))
-            .arg("-p")
-            .arg(root.join("guest-sdk/python"))
-            .arg("-o")
-            .arg(&basics_py))
-        .context("building the Python example component")?;
+    // Python: `wasq:task` components (WASI preview 2) made by componentize-py.
+    for name in ["basics_py", "escape_py"] {
+        modules.push(build_python(root, name, &out_dir)?);
     }
-    modules.push(basics_py);
 
     // JavaScript: QuickJS (rquickjs) built for wasm32-wasip1 with the task file embedded.
     let wasi_sdk = match std::env::var_os("WASI_SDK") {
@@ -179,6 +163,31 @@ pub(crate) fn build_guests(root: &Path) -> Result<Vec<PathBuf>> {
         println!("  {name:<16} {:>6.1} KB", size as f64 / 1024.0);
     }
     Ok(modules)
+}
+
+/// Builds `examples-wasm/<name>/app.py` with the Python SDK into `<out_dir>/<name>.wasm`,
+/// unless it is newer than its sources.
+fn build_python(root: &Path, name: &str, out_dir: &Path) -> Result<PathBuf> {
+    let app = root.join("examples-wasm").join(name);
+    let output = out_dir.join(format!("{name}.wasm"));
+    let sources = [
+        app.join("app.py"),
+        root.join("guest-sdk/python/wasq.py"),
+        root.join("guest-sdk/wit/task.wit"),
+    ];
+    if !up_to_date(&output, &sources) {
+        run(toolchains::componentize_py(root)?
+            .arg("-d")
+            .arg(root.join("guest-sdk/wit"))
+            .args(["-w", "task", "componentize", "app", "-p"])
+            .arg(&app)
+            .arg("-p")
+            .arg(root.join("guest-sdk/python"))
+            .arg("-o")
+            .arg(&output))
+        .with_context(|| format!("building the Python component {name}"))?;
+    }
+    Ok(output)
 }
 
 /// The wasi-sdk the JavaScript guest builds with: `WASI_SDK`, or the one `build_guests` makes
