@@ -163,21 +163,14 @@ impl Inner {
         if is_component(bytes) {
             return self.compile_component(digest, bytes);
         }
-        let cached = self
-            .artifacts
-            .as_ref()
-            .and_then(|dir| dir.load(&self.engine, &digest));
-        let module = match cached {
-            Some(module) => module,
-            None => {
-                let module = Module::new(&self.engine, bytes)
-                    .map_err(|e| SandboxError::InvalidModule(describe_compile_error(bytes, &e)))?;
-                if let Some(dir) = &self.artifacts {
-                    dir.store(&digest, &module);
-                }
-                module
-            }
-        };
+        let module = self.load_or_compile(
+            |dir| dir.load(&self.engine, &digest),
+            || {
+                Module::new(&self.engine, bytes)
+                    .map_err(|e| SandboxError::InvalidModule(describe_compile_error(bytes, &e)))
+            },
+            |dir, module| dir.store(&digest, module),
+        )?;
         match module.get_export("_start") {
             Some(ExternType::Func(ty)) if ty.params().len() == 0 && ty.results().len() == 0 => {}
             _ => {
@@ -200,21 +193,14 @@ impl Inner {
     /// A component: it must export `run: func(task: string, args: string)
     /// -> result<string, string>` and import nothing but WASI preview 2.
     fn compile_component(&self, digest: Digest, bytes: &[u8]) -> Result<TaskModule, SandboxError> {
-        let cached = self
-            .artifacts
-            .as_ref()
-            .and_then(|dir| dir.load_component(&self.engine, &digest));
-        let component = match cached {
-            Some(component) => component,
-            None => {
-                let component = Component::new(&self.engine, bytes)
-                    .map_err(|e| SandboxError::InvalidModule(one_line(&e)))?;
-                if let Some(dir) = &self.artifacts {
-                    dir.store_component(&digest, &component);
-                }
-                component
-            }
-        };
+        let component = self.load_or_compile(
+            |dir| dir.load_component(&self.engine, &digest),
+            || {
+                Component::new(&self.engine, bytes)
+                    .map_err(|e| SandboxError::InvalidModule(one_line(&e)))
+            },
+            |dir, component| dir.store_component(&digest, component),
+        )?;
         let pre = self
             .component_linker
             .instantiate_pre(&component)
@@ -252,6 +238,26 @@ impl Inner {
             bytes.len(),
             Compiled::Component(pre),
         ))
+    }
+}
+
+impl Inner {
+    /// The compiled artifact from the on-disk cache, or a fresh compile,
+    /// which is then saved there.
+    fn load_or_compile<T>(
+        &self,
+        load: impl FnOnce(&ArtifactDir) -> Option<T>,
+        compile: impl FnOnce() -> Result<T, SandboxError>,
+        save: impl FnOnce(&ArtifactDir, &T),
+    ) -> Result<T, SandboxError> {
+        if let Some(found) = self.artifacts.as_ref().and_then(load) {
+            return Ok(found);
+        }
+        let compiled = compile()?;
+        if let Some(dir) = &self.artifacts {
+            save(dir, &compiled);
+        }
+        Ok(compiled)
     }
 }
 
