@@ -54,27 +54,16 @@ pub(crate) fn build_guests(root: &Path) -> Result<Vec<PathBuf>> {
     }
 
     let hello_c = out_dir.join("hello_c.wasm");
-    run(Command::new("clang")
-        .arg("--target=wasm32-wasi")
-        .arg(format!("--sysroot={}", sysroot.display()))
-        .args(["-O2", "-Wall", "-Wextra", "-Wl,--strip-all", "-o"])
+    run(clang_wasm(&sysroot)
+        .arg("-o")
         .arg(&hello_c)
         .arg(root.join("examples-wasm/hello_c/hello.c")))
     .context("building the C example module")?;
     modules.push(hello_c);
 
     let basics_c = out_dir.join("basics_c.wasm");
-    run(Command::new("clang")
-        .arg("--target=wasm32-wasi")
-        .arg(format!("--sysroot={}", sysroot.display()))
-        .args([
-            "-O2",
-            "-Wall",
-            "-Wextra",
-            "-Werror",
-            "-Wl,--strip-all",
-            "-I",
-        ])
+    run(clang_wasm(&sysroot)
+        .args(["-Werror", "-I"])
         .arg(root.join("guest-sdk/c"))
         .arg("-o")
         .arg(&basics_c)
@@ -83,11 +72,11 @@ pub(crate) fn build_guests(root: &Path) -> Result<Vec<PathBuf>> {
     modules.push(basics_c);
 
     let basics_zig = out_dir.join("basics_zig.wasm");
-    let zig_sources = [
+    let [zig_root, zig_sdk] = [
         root.join("examples-wasm/basics_zig/basics.zig"),
         root.join("guest-sdk/zig/wasq.zig"),
     ];
-    if !up_to_date(&basics_zig, &zig_sources) {
+    if !up_to_date(&basics_zig, &[zig_root.clone(), zig_sdk.clone()]) {
         run(toolchains::zig(root)?
             .args([
                 "build-exe",
@@ -98,14 +87,8 @@ pub(crate) fn build_guests(root: &Path) -> Result<Vec<PathBuf>> {
                 "-fstrip",
             ])
             .args(["--dep", "wasq"])
-            .arg(format!(
-                "-Mroot={}",
-                root.join("examples-wasm/basics_zig/basics.zig").display()
-            ))
-            .arg(format!(
-                "-Mwasq={}",
-                root.join("guest-sdk/zig/wasq.zig").display()
-            ))
+            .arg(format!("-Mroot={}", zig_root.display()))
+            .arg(format!("-Mwasq={}", zig_sdk.display()))
             .arg(format!("-femit-bin={}", basics_zig.display())))
         .context("building the Zig example module")?;
     }
@@ -117,10 +100,10 @@ pub(crate) fn build_guests(root: &Path) -> Result<Vec<PathBuf>> {
     }
 
     // JavaScript: QuickJS (rquickjs) built for wasm32-wasip1 with the task file embedded.
-    let wasi_sdk = match std::env::var_os("WASI_SDK") {
-        Some(sdk) => PathBuf::from(sdk),
-        None => toolchains::wasi_sdk(&wasi_sdk_dir(root), &sysroot)?,
-    };
+    let wasi_sdk = wasi_sdk_dir(root);
+    if std::env::var_os("WASI_SDK").is_none() {
+        toolchains::wasi_sdk(&wasi_sdk, &sysroot)?;
+    }
     run(Command::new(&cargo)
         .current_dir(root.join("guest-sdk/js"))
         .env("CARGO_TARGET_DIR", &target_dir)
@@ -163,6 +146,16 @@ pub(crate) fn build_guests(root: &Path) -> Result<Vec<PathBuf>> {
         println!("  {name:<16} {:>6.1} KB", size as f64 / 1024.0);
     }
     Ok(modules)
+}
+
+/// clang for wasm32-wasi with the wasi-libc `sysroot`, optimising, warning and stripping.
+fn clang_wasm(sysroot: &Path) -> Command {
+    let mut clang = Command::new("clang");
+    clang
+        .arg("--target=wasm32-wasi")
+        .arg(format!("--sysroot={}", sysroot.display()))
+        .args(["-O2", "-Wall", "-Wextra", "-Wl,--strip-all"]);
+    clang
 }
 
 /// Builds `examples-wasm/<name>/app.py` with the Python SDK into `<out_dir>/<name>.wasm`,

@@ -105,8 +105,7 @@ fn ensure_npm() -> Result<()> {
 /// Debian's clang, llvm-ar and wasi-libc, for crates whose build script wants one (rquickjs-sys
 /// reads `WASI_SDK`, and would download a wasi-sdk from GitHub without it). `bin/clang` renames
 /// the `wasm32-wasip1` triple, which clang 14 does not know, to `wasm32-wasi`.
-pub(crate) fn wasi_sdk(sdk: &Path, sysroot: &Path) -> Result<PathBuf> {
-    let sdk = sdk.to_path_buf();
+pub(crate) fn wasi_sdk(sdk: &Path, sysroot: &Path) -> Result<()> {
     let bin = sdk.join("bin");
     fs::create_dir_all(&bin).with_context(|| format!("creating {}", bin.display()))?;
     let clang = bin.join("clang");
@@ -129,8 +128,7 @@ pub(crate) fn wasi_sdk(sdk: &Path, sysroot: &Path) -> Result<PathBuf> {
     let ar = llvm_ar()?;
     link(&ar, &bin.join("ar"))?;
     fs::create_dir_all(sdk.join("share"))?;
-    link(sysroot, &sdk.join("share/wasi-sysroot"))?;
-    Ok(sdk)
+    link(sysroot, &sdk.join("share/wasi-sysroot"))
 }
 
 /// `llvm-ar` (or `llvm-ar-N` for the installed clang), installing Debian's llvm when missing:

@@ -239,9 +239,7 @@ impl Inner {
             Compiled::Component(pre),
         ))
     }
-}
 
-impl Inner {
     /// The compiled artifact from the on-disk cache, or a fresh compile,
     /// which is then saved there.
     fn load_or_compile<T>(
