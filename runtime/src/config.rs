@@ -106,6 +106,13 @@ pub struct Config {
     pub memory: u64,
     /// Compiled-module cache. Default: `.wasq/modules`.
     pub cache_dir: Option<PathBuf>,
+    /// The window a tenant's `fuel_per_minute` quota counts over. Default:
+    /// 1 min (shorter in tests).
+    #[serde(deserialize_with = "duration")]
+    pub fuel_window: Duration,
+    /// Where granted per-task scratch directories are made. Default: the
+    /// system's temporary directory.
+    pub scratch_dir: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -140,6 +147,8 @@ impl Default for Config {
             max_fuel: 1_000_000_000_000,
             memory: 128 << 20,
             cache_dir: None,
+            fuel_window: Duration::from_secs(60),
+            scratch_dir: None,
         }
     }
 }
@@ -166,7 +175,7 @@ pub enum ConfigError {
     },
 }
 
-const KEYS: [&str; 27] = [
+const KEYS: [&str; 29] = [
     "name",
     "label",
     "workers",
@@ -194,6 +203,8 @@ const KEYS: [&str; 27] = [
     "max_fuel",
     "memory",
     "cache_dir",
+    "fuel_window",
+    "scratch_dir",
 ];
 
 impl Config {
@@ -264,6 +275,9 @@ impl Config {
         }
         if self.retry < Duration::from_millis(100) {
             return Err(bad("retry (the lease) must be at least 100ms"));
+        }
+        if self.fuel_window < Duration::from_secs(1) {
+            return Err(bad("fuel_window must be at least 1s"));
         }
         if self.secret.is_empty() {
             return Err(bad("secret must not be empty"));

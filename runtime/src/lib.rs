@@ -62,6 +62,7 @@ pub mod package;
 pub mod sandbox;
 pub mod schedule;
 pub mod store;
+pub mod tenant;
 pub mod units;
 pub mod workflow;
 

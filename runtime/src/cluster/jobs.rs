@@ -4,20 +4,18 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
-use tokio::task::JoinSet;
-use tracing::Instrument as _;
-use wasq_brokers::AckId;
-
-use super::Shared;
+use super::{Shared, Taken};
 use crate::package::TaskRecord;
 use crate::sandbox::{Execution, TaskCall, TaskModule};
 use crate::store::{TaskResult, now_ms};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::task::JoinSet;
+use tracing::Instrument as _;
 
 /// A task taken from the broker, decoded and verified.
 #[derive(Debug)]
 pub(crate) struct Job {
-    pub(crate) ack: AckId,
+    pub(crate) ack: Taken,
     pub(crate) deliveries: u32,
     pub(crate) record: TaskRecord,
 }
@@ -25,7 +23,7 @@ pub(crate) struct Job {
 /// A job that ended (or was given up): its delivery and its result.
 #[derive(Debug)]
 pub(crate) struct Completion {
-    pub(crate) ack: AckId,
+    pub(crate) ack: Taken,
     pub(crate) result: TaskResult,
     /// The task's record, kept when something may follow the result (a
     /// retry, the next link of a chain, a hook, a unique key to release);
@@ -174,12 +172,38 @@ async fn execute(
     shared.mark_start();
     let execution = match module_for(&shared, &job.record).await {
         Ok(module) => {
-            let call = TaskCall {
+            let mut call = TaskCall {
                 module: job.record.module_name.clone(),
                 task: job.record.task.clone(),
                 input: input_with_attempt(&job.record),
+                env: Vec::new(),
+                scratch: None,
             };
-            let limits = shared.limits(&job.record.limits);
+            let mut limits = shared.limits(&job.record.limits);
+            let mut scratch = None;
+            if let Some(tenant) = &job.record.tenant {
+                if let Some(quotas) = shared.tenants.quotas(tenant) {
+                    clamp_to_quotas(&mut limits, &quotas);
+                }
+                let grants = shared
+                    .tenants
+                    .grants(&shared, tenant, &job.record.module_name)
+                    .await;
+                call.env = grants.env.into_iter().collect();
+                if grants.scratch {
+                    match ScratchDir::new(&shared, &job.record.id) {
+                        Ok(dir) => {
+                            call.scratch = Some(dir.path.clone());
+                            scratch = Some(dir);
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, "cannot make a scratch directory; handing the task back");
+                            hand_back(&shared, &job.ack).await;
+                            return;
+                        }
+                    }
+                }
+            }
             let span = tracing::debug_span!("task", id = %job.record.id, task = %job.record.task);
             let cancel = shared.start_cancellable(&job.record.id);
             let execution = shared
@@ -188,6 +212,7 @@ async fn execute(
                 .instrument(span)
                 .await;
             shared.end_cancellable(&job.record.id);
+            drop(scratch);
             execution
         }
         Err(ModuleError::Final(message)) => Execution::invalid_module(message),
@@ -197,15 +222,62 @@ async fn execute(
             return;
         }
     };
+    if let Some(tenant) = &job.record.tenant {
+        shared
+            .tenants
+            .finished(tenant, execution.usage.fuel_consumed.unwrap_or(0));
+    }
     let _ = done.send(Completion::new(&shared, job, &execution, started_at));
 }
 
+/// Lowers a task's limits to its tenant's maxima.
+fn clamp_to_quotas(limits: &mut crate::Limits, quotas: &crate::tenant::Quotas) {
+    if let Some(most) = quotas.max_fuel {
+        limits.fuel = limits.fuel.min(most);
+    }
+    if let Some(most) = quotas.max_memory {
+        limits.memory = limits.memory.min(most);
+    }
+    if let Some(most) = quotas.max_timeout_ms {
+        limits.timeout = limits.timeout.min(std::time::Duration::from_millis(most));
+    }
+}
+
+/// A task's granted scratch directory, removed with everything in it when
+/// dropped (after the task ends).
+struct ScratchDir {
+    path: std::path::PathBuf,
+}
+
+impl ScratchDir {
+    fn new(shared: &Shared, task_id: &str) -> std::io::Result<Self> {
+        let root = shared
+            .config
+            .scratch_dir
+            .clone()
+            .unwrap_or_else(std::env::temp_dir)
+            .join("wasq-scratch");
+        let path = root.join(format!("{task_id}-{}", &crate::package::new_task_id()[..8]));
+        std::fs::create_dir_all(&path)?;
+        Ok(Self { path })
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        if let Err(error) = std::fs::remove_dir_all(&self.path) {
+            tracing::warn!(%error, dir = %self.path.display(), "cannot remove a scratch directory");
+        }
+    }
+}
+
 /// Returns a held task to the broker for someone else (or later).
-pub(crate) async fn hand_back(shared: &Shared, ack: &AckId) {
-    if let Err(error) = shared.broker.release(shared.queue(), ack).await {
+pub(crate) async fn hand_back(shared: &Shared, taken: &Taken) {
+    let (queue, ack) = taken;
+    if let Err(error) = shared.broker.release(queue, ack).await {
         tracing::warn!(%error, "cannot hand a task back; its lease will expire");
     }
-    shared.held().remove(ack);
+    shared.held().remove(taken);
     shared.room.notify_one();
 }
 

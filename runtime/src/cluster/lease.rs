@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use wasq_brokers::AckId;
 
-use super::Shared;
+use super::{Shared, Taken};
 
 pub(crate) async fn run(shared: Arc<Shared>) {
     let lease = shared.config.retry;
@@ -16,20 +16,25 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             _ = tokio::time::sleep(lease / 3) => {}
             _ = super::stopped(&mut stop) => return,
         }
-        let held: Vec<AckId> = shared.held().iter().cloned().collect();
-        for chunk in held.chunks(500) {
-            match shared.broker.renew(shared.queue(), chunk, lease).await {
-                Ok(still) => {
-                    // A task acknowledged since the snapshot is gone from
-                    // the broker too: only one still held was really lost.
-                    let held_now = shared.held();
-                    for (ack, renewed) in chunk.iter().zip(still) {
-                        if !renewed && held_now.contains(ack) {
-                            tracing::warn!(%ack, "lost the lease of a running task");
+        let mut held: Vec<Taken> = shared.held().iter().cloned().collect();
+        held.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        for same_queue in held.chunk_by(|a, b| a.0 == b.0) {
+            let queue = same_queue[0].0.clone();
+            let acks: Vec<AckId> = same_queue.iter().map(|(_, ack)| ack.clone()).collect();
+            for chunk in acks.chunks(500) {
+                match shared.broker.renew(&queue, chunk, lease).await {
+                    Ok(still) => {
+                        // A task acknowledged since the snapshot is gone from
+                        // the broker too: only one still held was really lost.
+                        let held_now = shared.held();
+                        for (ack, renewed) in chunk.iter().zip(still) {
+                            if !renewed && held_now.contains(&(queue.clone(), ack.clone())) {
+                                tracing::warn!(%ack, "lost the lease of a running task");
+                            }
                         }
                     }
+                    Err(error) => tracing::warn!(%error, "cannot renew leases"),
                 }
-                Err(error) => tracing::warn!(%error, "cannot renew leases"),
             }
         }
     }

@@ -16,6 +16,7 @@ mod lease;
 mod monitor;
 mod pusher;
 mod scheduler;
+mod tenants;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +26,10 @@ use std::time::Duration;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 use wasq_brokers::{AckId, SharedBroker};
+
+/// A delivery held by the cluster: the broker queue it came from and its
+/// acknowledgement id (ids are only unique within a queue).
+pub(crate) type Taken = (Arc<str>, AckId);
 
 use crate::config::Config;
 use crate::package::PackageCodec;
@@ -42,7 +47,7 @@ pub(crate) struct Shared {
     pub(crate) codec: PackageCodec,
     /// Deliveries held: taken from the broker, not yet acknowledged or
     /// handed back.
-    held: Mutex<HashSet<AckId>>,
+    held: Mutex<HashSet<Taken>>,
     /// Woken when held tasks finish, so the pusher can take more.
     pub(crate) room: Notify,
     pub(crate) done: AtomicU64,
@@ -62,10 +67,12 @@ pub(crate) struct Shared {
     cancels: Mutex<cancel::Cancels>,
     /// The cancel tokens of running tasks, by task id.
     running: Mutex<HashMap<String, CancelToken>>,
+    /// Tenants: their turns, quotas, fuel used and module grants.
+    pub(crate) tenants: tenants::TenantGate,
 }
 
 impl Shared {
-    pub(crate) fn held(&self) -> MutexGuard<'_, HashSet<AckId>> {
+    pub(crate) fn held(&self) -> MutexGuard<'_, HashSet<Taken>> {
         // Only set inserts and removes happen under this lock.
         self.held.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -196,6 +203,7 @@ impl Cluster {
             outbox: Notify::new(),
             cancels: Mutex::default(),
             running: Mutex::default(),
+            tenants: tenants::TenantGate::new(&config),
             config,
             id: id.clone(),
             broker,
@@ -220,6 +228,7 @@ impl Cluster {
             tokio::spawn(heartbeat(shared.clone(), started_at)),
             tokio::spawn(cancel::run(shared.clone())),
             tokio::spawn(scheduler::run(shared.clone())),
+            tokio::spawn(tenants::run(shared.clone())),
         ];
         let jobs = tokio::spawn(jobs::run(shared.clone(), job_rx, done_tx));
         Self {
@@ -272,9 +281,9 @@ impl Cluster {
             jobs.abort();
             let _ = jobs.await;
             let shared = &self.shared;
-            let left: Vec<AckId> = shared.held().drain().collect();
-            for ack in left {
-                if let Err(error) = shared.broker.release(shared.queue(), &ack).await {
+            let left: Vec<Taken> = shared.held().drain().collect();
+            for (queue, ack) in left {
+                if let Err(error) = shared.broker.release(&queue, &ack).await {
                     tracing::warn!(%error, "cannot hand a task back; its lease will expire");
                 }
             }

@@ -91,7 +91,7 @@ async fn flush(shared: &Shared, batch: Vec<Completion>) {
     let mut delay = Duration::from_millis(100);
     let give_up = tokio::time::Instant::now() + config.retry / 2;
     loop {
-        match shared.broker.acknowledge(shared.queue(), &acks).await {
+        match acknowledge(shared, &acks).await {
             Ok(held) => {
                 if held.iter().any(|h| !h) {
                     tracing::warn!(
@@ -123,6 +123,26 @@ async fn flush(shared: &Shared, batch: Vec<Completion>) {
     }
     shared.done.fetch_add(acks.len() as u64, Ordering::Relaxed);
     shared.room.notify_one();
+}
+
+/// Acknowledges held deliveries, one call per queue; per delivery,
+/// whether its lease was still held.
+async fn acknowledge(
+    shared: &Shared,
+    taken: &[super::Taken],
+) -> Result<Vec<bool>, wasq_brokers::BrokerError> {
+    let mut by_queue: Vec<(&str, Vec<wasq_brokers::AckId>)> = Vec::new();
+    for (queue, ack) in taken {
+        match by_queue.iter_mut().find(|(q, _)| *q == &**queue) {
+            Some((_, acks)) => acks.push(ack.clone()),
+            None => by_queue.push((queue, vec![ack.clone()])),
+        }
+    }
+    let mut held = Vec::with_capacity(taken.len());
+    for (queue, acks) in by_queue {
+        held.extend(shared.broker.acknowledge(queue, &acks).await?);
+    }
+    Ok(held)
 }
 
 /// Decides what a finished task with workflow fields leaves: a retry (and

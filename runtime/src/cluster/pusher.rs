@@ -3,6 +3,7 @@
 //! them for the workers. A package that fails to verify is recorded as
 //! rejected and failed in the broker, never run and never silently dropped.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +17,8 @@ use crate::store::{Rejected, now_ms};
 
 /// The longest pause between attempts to reach a broker that is down.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// The first pause after a turn over tenants' queues found nothing.
+const IDLE_FIRST: Duration = Duration::from_millis(2);
 
 pub(crate) async fn run(
     shared: Arc<Shared>,
@@ -26,6 +29,7 @@ pub(crate) async fn run(
     let mut stop = shared.stop.clone();
     let mut backoff = Duration::from_millis(100);
     let mut lost_broker = false;
+    let mut idle = IDLE_FIRST;
     // Cancel requests made while no cluster ran apply to the first tasks
     // taken.
     super::cancel::refresh(&shared).await;
@@ -41,28 +45,14 @@ pub(crate) async fn run(
             }
             continue;
         }
-        // When the queue is empty the broker waits up to `poll` for a task
-        // to arrive: brokers that are told of new tasks (Redis, PostgreSQL,
-        // memory) hand it over at once, SQS long-polls, SQLite polls.
-        // Not cancelled on stop (that could strand leased tasks), so a stop
-        // waits for at most one `poll`.
-        let deliveries = match shared
-            .broker
-            .dequeue_wait(
-                shared.queue(),
-                room.min(config.bulk),
-                config.retry,
-                config.poll,
-            )
-            .await
-        {
-            Ok(deliveries) => {
+        let taken = match take(&shared, room, &mut idle).await {
+            Ok(taken) => {
                 if lost_broker {
                     tracing::warn!("the broker answers again; taking tasks");
                     lost_broker = false;
                 }
                 backoff = Duration::from_millis(100);
-                deliveries
+                taken
             }
             Err(error) => {
                 if !lost_broker {
@@ -79,16 +69,14 @@ pub(crate) async fn run(
                 continue;
             }
         };
-        if deliveries.is_empty() {
-            continue;
-        }
-        for delivery in deliveries {
-            shared.held().insert(delivery.ack_id.clone());
+        for (queue, delivery) in taken {
+            let taken = (queue, delivery.ack_id.clone());
+            shared.held().insert(taken.clone());
             match shared.codec.decode(&delivery.payload) {
-                Err(error) => reject(&shared, delivery, error).await,
+                Err(error) => reject(&shared, &taken.0, delivery, error).await,
                 Ok(record) => {
                     let job = Job {
-                        ack: delivery.ack_id,
+                        ack: taken,
                         deliveries: delivery.deliveries,
                         record,
                     };
@@ -105,13 +93,70 @@ pub(crate) async fn run(
     }
 }
 
+/// Takes up to `room` deliveries. Without tenants: from the cluster's
+/// queue, where the broker waits up to `poll` for a task to arrive
+/// (brokers that are told of new tasks — Redis, PostgreSQL, memory — hand
+/// it over at once, SQS long-polls, SQLite polls or watches its file); not
+/// cancelled on stop (that could strand leased tasks), so a stop waits for
+/// at most one `poll`. With tenants: one turn of the round robin over the
+/// untenanted queue and each tenant's, pausing briefly (`idle`, growing up
+/// to `poll`) when the whole turn found nothing.
+async fn take(
+    shared: &Shared,
+    room: usize,
+    idle: &mut Duration,
+) -> Result<Vec<(Arc<str>, Delivery)>, wasq_brokers::BrokerError> {
+    let config = &shared.config;
+    let held_per_queue = {
+        let held = shared.held();
+        let mut counts: HashMap<Arc<str>, usize> = HashMap::new();
+        for (queue, _) in held.iter() {
+            *counts.entry(queue.clone()).or_default() += 1;
+        }
+        counts
+    };
+    let Some(sources) = shared.tenants.sources(&held_per_queue, config.bulk) else {
+        let queue = shared.tenants.base().clone();
+        let deliveries = shared
+            .broker
+            .dequeue_wait(&queue, room.min(config.bulk), config.retry, config.poll)
+            .await?;
+        return Ok(deliveries.into_iter().map(|d| (queue.clone(), d)).collect());
+    };
+    let mut taken = Vec::new();
+    let mut left = room;
+    for source in sources {
+        if left == 0 {
+            break;
+        }
+        let deliveries = shared
+            .broker
+            .dequeue(&source.queue, source.most.min(left), config.retry)
+            .await?;
+        left -= deliveries.len().min(left);
+        taken.extend(deliveries.into_iter().map(|d| (source.queue.clone(), d)));
+    }
+    if taken.is_empty() {
+        let mut stop = shared.stop.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(*idle) => {}
+            _ = shared.room.notified() => {}
+            _ = super::stopped(&mut stop) => {}
+        }
+        *idle = (*idle * 2).min(config.poll.max(IDLE_FIRST));
+    } else {
+        *idle = IDLE_FIRST;
+    }
+    Ok(taken)
+}
+
 /// Records a package that failed to verify or decode, then fails it in the
 /// broker. If the record cannot be written the package stays leased, so it
 /// comes back and is looked at again.
-async fn reject(shared: &Shared, delivery: Delivery, error: PackageError) {
+async fn reject(shared: &Shared, queue: &Arc<str>, delivery: Delivery, error: PackageError) {
     tracing::error!(ack = %delivery.ack_id, %error, "refusing a task package");
     let rejected = Rejected {
-        queue: shared.queue().to_owned(),
+        queue: queue.to_string(),
         broker_id: delivery.ack_id.to_string(),
         reason: error.to_string(),
         size: delivery.payload.len() as u64,
@@ -120,10 +165,10 @@ async fn reject(shared: &Shared, delivery: Delivery, error: PackageError) {
     };
     match shared.store.record_rejected(&rejected).await {
         Ok(()) => {
-            if let Err(error) = shared.broker.fail(shared.queue(), &delivery.ack_id).await {
+            if let Err(error) = shared.broker.fail(queue, &delivery.ack_id).await {
                 tracing::warn!(%error, "cannot fail a refused package in the broker");
             }
-            shared.held().remove(&delivery.ack_id);
+            shared.held().remove(&(queue.clone(), delivery.ack_id));
             shared.room.notify_one();
         }
         Err(error) => {

@@ -82,6 +82,11 @@ pub struct TaskCall {
     pub task: String,
     /// The guest's stdin: `{"args":[…],"kwargs":{…}}`.
     pub input: Vec<u8>,
+    /// Environment variables the guest sees: none unless granted.
+    pub env: Vec<(String, String)>,
+    /// A host directory the guest sees, read-write, as `/scratch`: none
+    /// unless granted. The caller makes it and removes it.
+    pub scratch: Option<std::path::PathBuf>,
 }
 
 impl TaskCall {
@@ -111,6 +116,8 @@ impl TaskCall {
             module: module.into(),
             task: task.into(),
             input,
+            env: Vec::new(),
+            scratch: None,
         })
     }
 }
@@ -152,14 +159,26 @@ impl Sandbox {
         };
         let _slot = inner.slots.acquire_many(permits).await.ok();
 
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.arg(&call.module).arg(&call.task);
+        for (name, value) in &call.env {
+            wasi.env(name, value);
+        }
+        if let Some(dir) = &call.scratch
+            && let Err(error) =
+                wasi.preopened_dir(dir, "/scratch", wasmtime_wasi::FsPerms::ReadWrite)
+        {
+            return Execution::invalid_module(format!(
+                "cannot open the scratch directory {}: {error}",
+                dir.display()
+            ));
+        }
         let stdout = CappedPipe::new(limits.stdout);
         let stderr = CappedPipe::new(limits.stderr);
         let limiter = TaskLimiter::new(limits.memory, limits.table_elements);
         let ran = match module.compiled() {
             Compiled::Module(pre) => {
-                let wasi = WasiCtxBuilder::new()
-                    .arg(&call.module)
-                    .arg(&call.task)
+                let wasi = wasi
                     .stdin(MemoryInputPipe::new(call.input.clone()))
                     .stdout(stdout.clone())
                     .stderr(stderr.clone())
@@ -178,12 +197,7 @@ impl Sandbox {
             Compiled::Component(pre) => {
                 // What the component prints, on stdout or stderr, is its log;
                 // its result is what `run` returns.
-                let wasi = WasiCtxBuilder::new()
-                    .arg(&call.module)
-                    .arg(&call.task)
-                    .stdout(stderr.clone())
-                    .stderr(stderr.clone())
-                    .build();
+                let wasi = wasi.stdout(stderr.clone()).stderr(stderr.clone()).build();
                 let state = ComponentState {
                     wasi,
                     table: ResourceTable::new(),

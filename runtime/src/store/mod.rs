@@ -62,10 +62,12 @@ mod backend;
 mod cache;
 mod schedules;
 mod schema;
+mod tenants;
 mod types;
 mod workflow;
 
 pub use schedules::{Schedule, ScheduleFire, ScheduleSpec};
+pub use tenants::{AuditEntry, StoredKey, TenantModule};
 pub use workflow::{CancelState, Deferred, Followup, Followups};
 
 /// A store operation that failed.

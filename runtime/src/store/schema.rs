@@ -132,6 +132,55 @@ CREATE TABLE wasq_schedules (
 CREATE INDEX wasq_schedules_next ON wasq_schedules (next_run);
 "#,
     ),
+    (
+        3,
+        r#"
+CREATE TABLE wasq_tenants (
+    name       TEXT PRIMARY KEY,
+    weight     BIGINT NOT NULL,
+    quotas     TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE TABLE wasq_api_keys (
+    id         TEXT PRIMARY KEY,
+    tenant     TEXT,
+    hash       TEXT NOT NULL,
+    label      TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    revoked_at BIGINT
+);
+CREATE TABLE wasq_tenant_modules (
+    tenant      TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    digest      TEXT NOT NULL,
+    size        BIGINT NOT NULL,
+    grants      TEXT NOT NULL,
+    uploaded_at BIGINT NOT NULL,
+    PRIMARY KEY (tenant, name)
+);
+CREATE TABLE wasq_tenant_tasks (
+    id     TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    at     BIGINT NOT NULL
+);
+CREATE INDEX wasq_tenant_tasks_at ON wasq_tenant_tasks (at);
+CREATE TABLE wasq_tenant_usage (
+    tenant       TEXT NOT NULL,
+    window_start BIGINT NOT NULL,
+    fuel         BIGINT NOT NULL,
+    tasks        BIGINT NOT NULL,
+    PRIMARY KEY (tenant, window_start)
+);
+CREATE TABLE wasq_audit (
+    seq    INTEGER PRIMARY KEY AUTOINCREMENT,
+    at     BIGINT NOT NULL,
+    tenant TEXT,
+    actor  TEXT NOT NULL,
+    action TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+"#,
+    ),
 ];
 
 /// PostgreSQL: `(version, SQL)` pairs, oldest first, matching [`SQLITE`].
@@ -258,6 +307,55 @@ CREATE TABLE wasq_schedules (
     created_at BIGINT NOT NULL
 );
 CREATE INDEX wasq_schedules_next ON wasq_schedules (next_run);
+"#,
+    ),
+    (
+        3,
+        r#"
+CREATE TABLE wasq_tenants (
+    name       TEXT PRIMARY KEY,
+    weight     BIGINT NOT NULL,
+    quotas     TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE TABLE wasq_api_keys (
+    id         TEXT PRIMARY KEY,
+    tenant     TEXT,
+    hash       TEXT NOT NULL,
+    label      TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    revoked_at BIGINT
+);
+CREATE TABLE wasq_tenant_modules (
+    tenant      TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    digest      TEXT NOT NULL,
+    size        BIGINT NOT NULL,
+    grants      TEXT NOT NULL,
+    uploaded_at BIGINT NOT NULL,
+    PRIMARY KEY (tenant, name)
+);
+CREATE TABLE wasq_tenant_tasks (
+    id     TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    at     BIGINT NOT NULL
+);
+CREATE INDEX wasq_tenant_tasks_at ON wasq_tenant_tasks (at);
+CREATE TABLE wasq_tenant_usage (
+    tenant       TEXT NOT NULL,
+    window_start BIGINT NOT NULL,
+    fuel         BIGINT NOT NULL,
+    tasks        BIGINT NOT NULL,
+    PRIMARY KEY (tenant, window_start)
+);
+CREATE TABLE wasq_audit (
+    seq    BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at     BIGINT NOT NULL,
+    tenant TEXT,
+    actor  TEXT NOT NULL,
+    action TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
 "#,
     ),
 ];

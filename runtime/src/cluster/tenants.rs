@@ -1,0 +1,259 @@
+//! The tenant gate: which queues the pusher takes from, in what turn and
+//! how much. Each tenant's tasks come from its own queue; the pusher
+//! serves the untenanted queue and every tenant in weighted round robin,
+//! skipping a tenant that has as many tasks held as `max_running` allows or
+//! has burnt its `fuel_per_minute` in the current window (its tasks wait in
+//! the broker until the next window). Fuel used is counted here at once and
+//! written to the store every moment, so clusters sharing a store share
+//! the budget. Module grants are looked up here too, with a short cache.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use super::Shared;
+use crate::config::Config;
+use crate::store::now_ms;
+use crate::tenant::{Grants, Quotas, tenant_queue};
+
+/// How often tenants, usage and quotas are read from the store.
+const REFRESH: Duration = Duration::from_millis(250);
+/// How long a module's grants are trusted from the cache.
+const GRANTS_TTL: Duration = Duration::from_secs(2);
+/// Tasks a tenant of weight 1 gets per turn.
+const QUANTUM: usize = 8;
+
+/// A queue to take from in this turn, and at most how many.
+#[derive(Debug, Clone)]
+pub(crate) struct Source {
+    pub(crate) queue: Arc<str>,
+    pub(crate) most: usize,
+}
+
+struct Entry {
+    name: String,
+    queue: Arc<str>,
+    weight: u32,
+    quotas: Quotas,
+}
+
+#[derive(Default)]
+struct State {
+    tenants: Vec<Entry>,
+    /// The start of the current fuel window, ms since the epoch.
+    window: i64,
+    /// Fuel used per tenant in the current window (all clusters, as of the
+    /// last refresh, plus this cluster's since).
+    used: HashMap<String, u64>,
+    /// This cluster's usage not yet written: window → tenant → (fuel, tasks).
+    unflushed: HashMap<i64, HashMap<String, (u64, u64)>>,
+    grants: HashMap<(String, String), (Grants, Instant)>,
+    turn: usize,
+}
+
+pub(crate) struct TenantGate {
+    window_ms: i64,
+    base: Arc<str>,
+    state: Mutex<State>,
+}
+
+impl TenantGate {
+    pub(crate) fn new(config: &Config) -> Self {
+        Self {
+            window_ms: config.fuel_window.as_millis().max(1000) as i64,
+            base: Arc::from(config.queue.as_str()),
+            state: Mutex::default(),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn window_of(&self, ms: i64) -> i64 {
+        ms - ms.rem_euclid(self.window_ms)
+    }
+
+    /// The untenanted queue.
+    pub(crate) fn base(&self) -> &Arc<str> {
+        &self.base
+    }
+
+    /// The queues to take from in this turn, the next turn starting one
+    /// further; `None` when there are no tenants (the untenanted queue
+    /// alone, taken the fast way). `held` counts held tasks per queue.
+    pub(crate) fn sources(
+        &self,
+        held: &HashMap<Arc<str>, usize>,
+        bulk: usize,
+    ) -> Option<Vec<Source>> {
+        let mut state = self.state();
+        if state.tenants.is_empty() {
+            return None;
+        }
+        self.roll_window(&mut state);
+        let count = state.tenants.len() + 1;
+        let first = state.turn % count;
+        state.turn = state.turn.wrapping_add(1);
+        let mut sources = Vec::with_capacity(count);
+        for i in 0..count {
+            let slot = (first + i) % count;
+            if slot == 0 {
+                sources.push(Source {
+                    queue: self.base.clone(),
+                    most: bulk,
+                });
+                continue;
+            }
+            let entry = &state.tenants[slot - 1];
+            let quotas = &entry.quotas;
+            if let Some(budget) = quotas.fuel_per_minute
+                && state.used.get(&entry.name).copied().unwrap_or(0) >= budget
+            {
+                continue;
+            }
+            let mut most = (QUANTUM * entry.weight as usize).min(bulk);
+            if let Some(running) = quotas.max_running {
+                let holding = held.get(&entry.queue).copied().unwrap_or(0) as u64;
+                most = most.min(running.saturating_sub(holding) as usize);
+            }
+            if most > 0 {
+                sources.push(Source {
+                    queue: entry.queue.clone(),
+                    most,
+                });
+            }
+        }
+        Some(sources)
+    }
+
+    /// Starts a new window when the clock passed into one.
+    fn roll_window(&self, state: &mut State) {
+        let window = self.window_of(now_ms());
+        if window != state.window {
+            state.window = window;
+            state.used.clear();
+        }
+    }
+
+    /// Counts a finished task of `tenant` and the fuel it burnt.
+    pub(crate) fn finished(&self, tenant: &str, fuel: u64) {
+        let mut state = self.state();
+        self.roll_window(&mut state);
+        let window = state.window;
+        *state.used.entry(tenant.to_owned()).or_default() += fuel;
+        let pending = state
+            .unflushed
+            .entry(window)
+            .or_default()
+            .entry(tenant.to_owned())
+            .or_default();
+        pending.0 += fuel;
+        pending.1 += 1;
+    }
+
+    /// A tenant's quotas, if it is known.
+    pub(crate) fn quotas(&self, tenant: &str) -> Option<Quotas> {
+        self.state()
+            .tenants
+            .iter()
+            .find(|e| e.name == tenant)
+            .map(|e| e.quotas.clone())
+    }
+
+    /// What module `module` of `tenant` may reach (nothing when the module
+    /// or the tenant is gone, or the store cannot say).
+    pub(crate) async fn grants(&self, shared: &Shared, tenant: &str, module: &str) -> Grants {
+        let key = (tenant.to_owned(), module.to_owned());
+        if let Some((grants, at)) = self.state().grants.get(&key)
+            && at.elapsed() < GRANTS_TTL
+        {
+            return grants.clone();
+        }
+        let grants = match shared.store.tenant_module(tenant, module).await {
+            Ok(found) => found.map(|m| m.grants).unwrap_or_default(),
+            Err(error) => {
+                tracing::warn!(%error, "cannot read a module's grants; running it with none");
+                return Grants::default();
+            }
+        };
+        self.state()
+            .grants
+            .insert(key, (grants.clone(), Instant::now()));
+        grants
+    }
+
+    /// Writes this cluster's usage and reads tenants and everyone's usage.
+    async fn refresh(&self, shared: &Shared) {
+        let unflushed = std::mem::take(&mut self.state().unflushed);
+        for (window, usage) in unflushed {
+            let rows: Vec<(String, u64, u64)> = usage
+                .iter()
+                .map(|(tenant, (fuel, tasks))| (tenant.clone(), *fuel, *tasks))
+                .collect();
+            if let Err(error) = shared.store.add_usage(window, &rows).await {
+                tracing::warn!(%error, "cannot record tenants' fuel; retrying");
+                let mut state = self.state();
+                let pending = state.unflushed.entry(window).or_default();
+                for (tenant, (fuel, tasks)) in usage {
+                    let slot = pending.entry(tenant).or_default();
+                    slot.0 += fuel;
+                    slot.1 += tasks;
+                }
+            }
+        }
+        let tenants = match shared.store.tenants().await {
+            Ok(tenants) => tenants,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read tenants");
+                return;
+            }
+        };
+        let window = self.window_of(now_ms());
+        let usage = match shared.store.usage(window).await {
+            Ok(usage) => usage,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read tenants' fuel");
+                return;
+            }
+        };
+        let mut state = self.state();
+        state.tenants = tenants
+            .into_iter()
+            .map(|t| Entry {
+                queue: Arc::from(tenant_queue(&self.base, &t.name)),
+                name: t.name,
+                weight: t.weight.max(1),
+                quotas: t.quotas,
+            })
+            .collect();
+        state.window = window;
+        state.used = usage.into_iter().map(|(t, (fuel, _))| (t, fuel)).collect();
+        // Usage recorded here but not yet written counts too.
+        let pending: Vec<(String, u64)> = state
+            .unflushed
+            .get(&window)
+            .map(|m| m.iter().map(|(t, (fuel, _))| (t.clone(), *fuel)).collect())
+            .unwrap_or_default();
+        for (tenant, fuel) in pending {
+            *state.used.entry(tenant).or_default() += fuel;
+        }
+    }
+}
+
+/// Keeps the gate current until the cluster stops (and writes usage once
+/// more on the way out).
+pub(crate) async fn run(shared: Arc<Shared>) {
+    let mut stop = shared.stop.clone();
+    loop {
+        shared.tenants.refresh(&shared).await;
+        tokio::select! {
+            _ = tokio::time::sleep(REFRESH) => {}
+            _ = super::stopped(&mut stop) => break,
+        }
+    }
+    // Tasks finishing during the stop are counted by the last refresh
+    // after the workers are done; a moment's grace is enough here.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    shared.tenants.refresh(&shared).await;
+}
