@@ -280,7 +280,7 @@ impl Client {
         bytes: &[u8],
         name: Option<&str>,
     ) -> Result<ModuleInfo, ClientError> {
-        validate(bytes)?;
+        validate_module(bytes)?;
         Ok(self.store.put_module(bytes, name).await?)
     }
 
@@ -391,6 +391,31 @@ impl Client {
                 &queue,
             )
         })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Enqueues a task of a module already resolved (to `digest`, run as
+    /// `module_name`) for `tenant`: its record carries the tenant, it goes
+    /// to the tenant's queue and its group is kept apart from other
+    /// tenants'. Returns the record sent. Hooks, chains and unique keys are
+    /// not taken here.
+    pub async fn enqueue_for_tenant(
+        &self,
+        tenant: &str,
+        request: &TaskRequest,
+        digest: Digest,
+        module_name: String,
+    ) -> Result<TaskRecord, ClientError> {
+        let mut record = self.record_resolved(request, digest, module_name)?;
+        record.tenant = Some(tenant.to_owned());
+        record.queue = crate::tenant::tenant_queue(&record.queue, tenant);
+        record.group = record.group.map(|g| tenant_group(tenant, &g));
+        self.submit(record.clone(), None).await?;
+        Ok(record)
     }
 
     /// Enqueues a task; returns its id. A task with an ETA waits in the
@@ -665,6 +690,11 @@ impl Client {
     }
 }
 
+/// The stored name of `tenant`'s group `group`.
+pub fn tenant_group(tenant: &str, group: &str) -> String {
+    format!("{tenant}/{group}")
+}
+
 /// The result of a task cancelled before it ran.
 fn cancelled_result(record: TaskRecord) -> TaskResult {
     let now = now_ms();
@@ -698,7 +728,7 @@ fn cancelled_result(record: TaskRecord) -> TaskResult {
 
 /// Checks that bytes are a WebAssembly module (binary or text) before they
 /// are stored; compiling happens on the workers.
-fn validate(bytes: &[u8]) -> Result<(), ClientError> {
+pub(crate) fn validate_module(bytes: &[u8]) -> Result<(), ClientError> {
     let binary;
     let bytes = if bytes.starts_with(b"\0asm") {
         bytes

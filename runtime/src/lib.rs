@@ -61,12 +61,14 @@ mod digest;
 pub mod package;
 pub mod sandbox;
 pub mod schedule;
+#[cfg(feature = "serve")]
+pub mod serve;
 pub mod store;
 pub mod tenant;
 pub mod units;
 pub mod workflow;
 
-pub use client::{Client, ClientError, ScheduleRequest, TaskRequest};
+pub use client::{Client, ClientError, ScheduleRequest, TaskRequest, tenant_group};
 pub use cluster::Cluster;
 pub use config::Config;
 pub use digest::{Digest, DigestParseError};

@@ -46,6 +46,9 @@ enum ModuleCommand {
 }
 
 pub(crate) async fn module(args: ModuleArgs) -> Result<ExitCode, CliError> {
+    if let Some(remote) = args.settings.remote()? {
+        return remote_module(&remote, args.command).await;
+    }
     let (_, client) = args.settings.client().await?;
     match args.command {
         ModuleCommand::Upload { file, name } => {
@@ -101,6 +104,58 @@ pub(crate) async fn module(args: ModuleArgs) -> Result<ExitCode, CliError> {
                     "no module named `{name}` (see `wasq module list`)"
                 )));
             }
+            println!("removed {name}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `wasq module` through a server.
+async fn remote_module(
+    remote: &crate::remote::Remote,
+    command: ModuleCommand,
+) -> Result<ExitCode, CliError> {
+    match command {
+        ModuleCommand::Upload { file, name } => {
+            let bytes = std::fs::read(&file)
+                .with_context(|| format!("cannot read {}", file.display()))
+                .map_err(CliError::usage)?;
+            let name = name.unwrap_or_else(|| {
+                file.file_stem()
+                    .map_or_else(|| "module".into(), |s| s.to_string_lossy().into_owned())
+            });
+            let module = remote.upload(&name, bytes).await?;
+            println!(
+                "{name}  {}  {}",
+                module["digest"].as_str().unwrap_or_default(),
+                format_size(module["size"].as_u64().unwrap_or(0))
+            );
+        }
+        ModuleCommand::List { json } => {
+            let modules = remote.modules().await?;
+            let modules = modules.as_array().cloned().unwrap_or_default();
+            if json {
+                for m in &modules {
+                    println!("{m}");
+                }
+            } else if modules.is_empty() {
+                eprintln!("no modules yet: `wasq module upload FILE.wasm --name NAME`");
+            } else {
+                println!("{:<24} {:<14} {:>10}", "name", "digest", "size");
+                for m in &modules {
+                    let digest = m["digest"].as_str().unwrap_or_default();
+                    let short = digest.strip_prefix("sha256:").unwrap_or(digest);
+                    println!(
+                        "{:<24} {:<14} {:>10}",
+                        m["name"].as_str().unwrap_or_default(),
+                        &short[..short.len().min(12)],
+                        format_size(m["size"].as_u64().unwrap_or(0))
+                    );
+                }
+            }
+        }
+        ModuleCommand::Remove { name } => {
+            remote.remove_module(&name).await?;
             println!("removed {name}");
         }
     }

@@ -7,10 +7,13 @@ mod cli_error;
 mod cluster;
 mod demo;
 mod demo_queue;
+mod remote;
 mod run;
 mod schedule;
+mod serve;
 mod settings;
 mod tasks;
+mod tenants;
 mod workflow;
 
 use std::process::ExitCode;
@@ -47,6 +50,10 @@ enum Command {
     Module(admin::ModuleArgs),
     Queue(admin::QueueArgs),
     Info(admin::InfoArgs),
+    Serve(serve::ServeArgs),
+    Tenant(tenants::TenantArgs),
+    Key(tenants::KeyArgs),
+    Audit(tenants::AuditArgs),
     Demo(demo::DemoArgs),
 }
 
@@ -72,6 +79,10 @@ fn main() -> ExitCode {
                 Command::Module(args) => admin::module(args).await,
                 Command::Queue(args) => admin::queue(args).await,
                 Command::Info(args) => admin::info(args).await,
+                Command::Serve(args) => serve::serve(args).await,
+                Command::Tenant(args) => tenants::tenant(args).await,
+                Command::Key(args) => tenants::key(args).await,
+                Command::Audit(args) => tenants::audit_log(args).await,
                 Command::Demo(args) => demo::demo(args).await,
             }
         }),

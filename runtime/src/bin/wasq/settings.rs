@@ -26,6 +26,19 @@ pub(crate) struct Settings {
     /// Secret the task packages are signed with [env: WASQ_SECRET].
     #[arg(long, global = true, value_name = "SECRET")]
     secret: Option<String>,
+    /// Talk to a `wasq serve` at this URL instead of the broker and store
+    /// (enqueue, result, cancel, module).
+    #[arg(long, global = true, value_name = "URL", env = "WASQ_SERVER")]
+    server: Option<String>,
+    /// The API key for --server.
+    #[arg(
+        long,
+        global = true,
+        value_name = "KEY",
+        env = "WASQ_KEY",
+        hide_env_values = true
+    )]
+    key: Option<String>,
 }
 
 impl Settings {
@@ -46,6 +59,15 @@ impl Settings {
             config.secret.clone_from(secret);
         }
         Ok(config)
+    }
+
+    /// The server to talk to, when --server (or WASQ_SERVER) is given.
+    pub(crate) fn remote(&self) -> Result<Option<crate::remote::Remote>, CliError> {
+        self.server
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .map(|server| crate::remote::Remote::new(server, self.key.as_deref()))
+            .transpose()
     }
 
     /// A client for the configured broker and store.

@@ -75,6 +75,41 @@ pub(crate) struct EnqueueArgs {
 
 pub(crate) async fn enqueue(args: EnqueueArgs) -> Result<ExitCode, CliError> {
     let (positional, named) = crate::run::parse_task_args(&args.args, &args.kwargs)?;
+    if let Some(remote) = args.settings.remote()? {
+        let mut body = serde_json::json!({
+            "module": args.module,
+            "task": args.task,
+            "args": positional,
+            "kwargs": named,
+        });
+        let fields = [
+            ("queue", args.queue.clone().map(serde_json::Value::from)),
+            ("group", args.group.clone().map(serde_json::Value::from)),
+            ("fuel", args.fuel.map(serde_json::Value::from)),
+            ("memory", args.memory.map(serde_json::Value::from)),
+            (
+                "timeout_ms",
+                args.task_timeout
+                    .map(|d| serde_json::Value::from(d.as_millis() as u64)),
+            ),
+        ];
+        for (name, value) in fields {
+            if let Some(value) = value {
+                body[name] = value;
+            }
+        }
+        let id = remote.enqueue(&body).await?;
+        if !args.wait {
+            if args.json {
+                println!("{}", serde_json::json!({ "id": id }));
+            } else {
+                println!("{id}");
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        let task = remote.task(&id, args.timeout).await?;
+        return crate::remote::print_task(&task, args.json);
+    }
     let request = TaskRequest {
         module: args.module.clone(),
         task: args.task.clone(),
@@ -123,6 +158,15 @@ pub(crate) struct ResultArgs {
 }
 
 pub(crate) async fn result(args: ResultArgs) -> Result<ExitCode, CliError> {
+    if let Some(remote) = args.settings.remote()? {
+        let wait = if args.wait {
+            args.timeout
+        } else {
+            Duration::ZERO
+        };
+        let task = remote.task(&args.id, wait).await?;
+        return crate::remote::print_task(&task, args.json);
+    }
     let (_, client) = args.settings.client().await?;
     if args.wait {
         return wait_and_print(&client, &args.id, args.timeout, args.json).await;

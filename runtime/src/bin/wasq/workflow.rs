@@ -493,6 +493,20 @@ pub(crate) struct CancelArgs {
 }
 
 pub(crate) async fn cancel(args: CancelArgs) -> Result<ExitCode, CliError> {
+    if let Some(remote) = args.settings.remote()? {
+        let answer = remote.cancel(&args.id).await?;
+        if args.json {
+            println!("{answer}");
+        } else if answer["state"] == "finished" {
+            return Err(CliError::other(anyhow!(
+                "task {} already finished; nothing to cancel",
+                args.id
+            )));
+        } else {
+            println!("cancelled {}", args.id);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let (_, client) = args.settings.client().await?;
     match client.cancel(&args.id).await? {
         CancelState::Finished(outcome) => {

@@ -1,0 +1,92 @@
+//! `wasq serve`: the multi-tenant HTTP API over the configured broker and
+//! store, optionally with a cluster in the same process.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use wasq::serve::{AppState, ServeLimits};
+use wasq::units::{parse_duration, parse_size};
+use wasq::{Cluster, Sandbox};
+
+use crate::cli_error::CliError;
+use crate::settings::Settings;
+
+/// Serve the HTTP API: tenants upload modules, enqueue tasks and read
+/// results with their API keys. The OpenAPI document is at /openapi.json.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Set up a tenant and a key first (admin commands, on the store):
+  wasq tenant create acme --quota max_queued=10000 --quota fuel_per_minute=1000000000
+  wasq key create --tenant acme          # prints the key once
+
+Then:
+  wasq serve --listen 127.0.0.1:8080 --workers 8
+  wasq --server http://127.0.0.1:8080 --key KEY module upload basics.wasm
+  wasq --server http://127.0.0.1:8080 --key KEY enqueue basics fib --args '[20]' --wait")]
+pub(crate) struct ServeArgs {
+    #[command(flatten)]
+    settings: Settings,
+    /// Address to listen on.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// Also run a cluster with this many workers in this process
+    /// [default: none; run `wasq cluster` beside it].
+    #[arg(long, value_name = "N")]
+    workers: Option<usize>,
+    /// Largest module upload (tenants' max_module_size may lower it).
+    #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = parse_size)]
+    max_upload: u64,
+    /// Largest JSON request body.
+    #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = parse_size)]
+    max_body: u64,
+    /// Deadline of a request.
+    #[arg(long, value_name = "DUR", default_value = "90s", value_parser = parse_duration)]
+    request_timeout: Duration,
+}
+
+pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
+    let (mut config, client) = args.settings.client().await?;
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .map_err(|e| CliError::usage(anyhow::anyhow!("cannot listen on {}: {e}", args.listen)))?;
+    let address = listener.local_addr().map_err(CliError::other)?;
+    let cluster = match args.workers {
+        Some(workers) => {
+            config.workers = workers.max(1);
+            let sandbox = Sandbox::new(config.sandbox_config())?;
+            Some(Cluster::start(
+                config.clone(),
+                client.broker().clone(),
+                client.store().clone(),
+                sandbox,
+            ))
+        }
+        None => None,
+    };
+    let state = AppState {
+        client,
+        limits: ServeLimits {
+            max_upload: args.max_upload,
+            max_body: args.max_body.min(usize::MAX as u64) as usize,
+            request_timeout: args.request_timeout,
+        },
+    };
+    eprintln!(
+        "wasq serve: http://{address} (OpenAPI at /openapi.json), broker {}, store {}{}",
+        wasq_brokers::redact(&config.broker),
+        wasq_brokers::redact(&config.store),
+        match args.workers {
+            Some(n) => format!(", cluster of {} workers", n.max(1)),
+            None => String::new(),
+        }
+    );
+    wasq::serve::serve(listener, state, crate::cluster::wait_for_stop_signal())
+        .await
+        .map_err(CliError::other)?;
+    if let Some(cluster) = cluster {
+        eprintln!("stopping the cluster…");
+        cluster.stop(Duration::from_secs(30)).await;
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,157 @@
+//! `wasq serve`: the multi-tenant HTTP API (axum). Tenants upload modules,
+//! enqueue tasks, read and wait for results, cancel, and see their queues,
+//! usage and audit log, each seeing only what it owns. The OpenAPI
+//! document at `/openapi.json` is generated from the handlers (utoipa).
+//!
+//! - [`auth`]: bearer keys, checked against stored hashes.
+//! - [`modules`], [`tasks`], [`info`]: the routes.
+//! - [`error`]: the one error shape; [`extract`]: extractors that use it.
+//!
+//! Limits: JSON bodies are capped (`max_body`), uploads are capped by
+//! `max_upload` and the tenant's `max_module_size` and refused before they
+//! are read when their length says so, and every request has a deadline
+//! (`request_timeout`, answered 503).
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod info;
+pub mod modules;
+pub mod tasks;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use utoipa::OpenApi;
+
+use crate::Client;
+use error::ApiError;
+
+/// The service's limits.
+#[derive(Debug, Clone)]
+pub struct ServeLimits {
+    /// Largest module upload, bytes.
+    pub max_upload: u64,
+    /// Largest JSON body, bytes.
+    pub max_body: usize,
+    /// Deadline of a request (a result wait is capped below it).
+    pub request_timeout: Duration,
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        Self {
+            max_upload: 64 << 20,
+            max_body: 1 << 20,
+            request_timeout: Duration::from_secs(90),
+        }
+    }
+}
+
+/// What every handler shares.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// Broker and store.
+    pub client: Client,
+    /// Limits.
+    pub limits: ServeLimits,
+}
+
+/// The OpenAPI document.
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(title = "wasq", description = "Run untrusted WebAssembly tasks as a multi-tenant service. Every call but /v1/health needs `Authorization: Bearer KEY`; a key acts for one tenant, which sees only its own modules, tasks and results."),
+    paths(
+        info::health,
+        modules::upload, modules::list, modules::get, modules::delete, modules::set_grants,
+        tasks::enqueue, tasks::get, tasks::cancel, tasks::group,
+        info::queues, info::cluster, info::usage, info::audit,
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "modules", description = "WebAssembly modules of the caller's tenant"),
+        (name = "tasks", description = "Tasks, results and groups"),
+        (name = "info", description = "Queues, clusters, usage and audit"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The API's router.
+pub fn router(state: AppState) -> Router {
+    let max_body = state.limits.max_body;
+    Router::new()
+        .route("/openapi.json", get(openapi))
+        .route("/v1/health", get(info::health))
+        .route("/v1/modules", get(modules::list))
+        .route(
+            "/v1/modules/{name}",
+            put(modules::upload)
+                .layer(DefaultBodyLimit::disable())
+                .get(modules::get)
+                .delete(modules::delete),
+        )
+        .route("/v1/modules/{name}/grants", put(modules::set_grants))
+        .route("/v1/tasks", axum::routing::post(tasks::enqueue))
+        .route("/v1/tasks/{id}", get(tasks::get).delete(tasks::cancel))
+        .route("/v1/groups/{group}", get(tasks::group))
+        .route("/v1/queues", get(info::queues))
+        .route("/v1/cluster", get(info::cluster))
+        .route("/v1/usage", get(info::usage))
+        .route("/v1/audit", get(info::audit))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn_with_state(state.clone(), deadline))
+        .with_state(state)
+}
+
+async fn openapi() -> impl IntoResponse {
+    axum::Json(ApiDoc::openapi())
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such route; the API is described at /openapi.json")
+}
+
+async fn method_not_allowed() -> Response {
+    let mut response =
+        ApiError::bad_request("method not allowed here; see /openapi.json").into_response();
+    *response.status_mut() = axum::http::StatusCode::METHOD_NOT_ALLOWED;
+    response
+}
+
+/// Answers 503 when a request outlives its deadline.
+async fn deadline(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(state.limits.request_timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::unavailable("the request took too long").into_response(),
+    }
+}
+
+/// Serves the API on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

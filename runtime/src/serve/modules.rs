@@ -1,0 +1,285 @@
+//! `/v1/modules`: a tenant's modules — upload (streamed, refused as soon
+//! as it is over the size limit, before it is read), list, get, delete,
+//! and the grants of one.
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use http_body_util::BodyExt as _;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::auth::Caller;
+use super::error::{ApiError, ErrorBody};
+use super::extract::{Json, Path};
+use crate::store::{AuditEntry, TenantModule, now_ms};
+use crate::tenant::{Grants, check_name};
+
+/// A module of the caller's.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModuleView {
+    /// Its name.
+    pub name: String,
+    /// Content address, `sha256:…`.
+    pub digest: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Last upload, ms since the epoch.
+    pub uploaded_at_ms: i64,
+    /// What it may reach beyond the sandbox (nothing by default).
+    pub grants: GrantsView,
+}
+
+/// Grants of a module.
+#[derive(Debug, Serialize, serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GrantsView {
+    /// Environment variables the module sees.
+    #[serde(default)]
+    pub env: std::collections::BTreeMap<String, String>,
+    /// A fresh directory per task at `/scratch`, removed after the task.
+    #[serde(default)]
+    pub scratch: bool,
+}
+
+impl From<TenantModule> for ModuleView {
+    fn from(m: TenantModule) -> Self {
+        Self {
+            name: m.name,
+            digest: format!("sha256:{}", m.digest),
+            size: m.size,
+            uploaded_at_ms: m.uploaded_at_ms,
+            grants: GrantsView {
+                env: m.grants.env,
+                scratch: m.grants.scratch,
+            },
+        }
+    }
+}
+
+fn checked_name(name: &str) -> Result<(), ApiError> {
+    check_name("module name", name).map_err(ApiError::bad_request)
+}
+
+/// Upload a module under a name (replacing what the name held).
+#[utoipa::path(put, path = "/v1/modules/{name}", tag = "modules",
+    params(("name" = String, Path, description = "Module name: letters, digits, `-`, `_`, `.`")),
+    request_body(content = Vec<u8>, content_type = "application/wasm",
+        description = "The module: WebAssembly binary (or text)"),
+    responses(
+        (status = 201, description = "Stored", body = ModuleView),
+        (status = 400, description = "Not a WebAssembly module, or a bad name", body = ErrorBody),
+        (status = 401, description = "No valid key", body = ErrorBody),
+        (status = 403, description = "Over the module-count quota, or an admin key", body = ErrorBody),
+        (status = 413, description = "Over the size limit (refused before the body is read)", body = ErrorBody),
+        (status = 503, description = "Store unreachable", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn upload(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, axum::Json<ModuleView>), ApiError> {
+    let tenant = caller.tenant()?;
+    checked_name(&name)?;
+    let limit = tenant
+        .quotas
+        .max_module_size
+        .map_or(state.limits.max_upload, |q| q.min(state.limits.max_upload));
+    let over = |size: String| {
+        ApiError::too_large(format!(
+            "the module is {size}, over the limit of {limit} bytes (quota max_module_size or the server's --max-upload)"
+        ))
+    };
+    // A declared length over the limit is refused before a byte is read.
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(length) = declared
+        && length > limit
+    {
+        return Err(over(format!("{length} bytes")));
+    }
+    let store = state.client.store();
+    if let Some(most) = tenant.quotas.max_modules {
+        let held = store.tenant_modules(&tenant.name).await?;
+        if held.len() as u64 >= most && !held.iter().any(|m| m.name == name) {
+            return Err(ApiError::quota(
+                StatusCode::FORBIDDEN,
+                "max_modules",
+                format!(
+                    "the tenant holds {} modules, its quota max_modules is {most}: delete one first",
+                    held.len()
+                ),
+            ));
+        }
+    }
+    // Read at most `limit` bytes; a body that goes over is cut off there.
+    let limited = http_body_util::Limited::new(body, limit as usize);
+    let bytes = match limited.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+            return Err(over("larger".into()));
+        }
+        Err(error) => {
+            return Err(ApiError::bad_request(format!(
+                "cannot read the body: {error}"
+            )));
+        }
+    };
+    crate::client::validate_module(&bytes).map_err(ApiError::from)?;
+    let module = store
+        .put_tenant_module(&tenant.name, &name, &bytes, None)
+        .await?;
+    store
+        .audit(&AuditEntry {
+            at_ms: now_ms(),
+            tenant: Some(tenant.name.clone()),
+            actor: caller.actor(),
+            action: "module.upload".into(),
+            detail: format!("{name} {} ({} bytes)", module.digest, module.size),
+        })
+        .await?;
+    Ok((StatusCode::CREATED, axum::Json(module.into())))
+}
+
+/// The caller's modules, by name.
+#[utoipa::path(get, path = "/v1/modules", tag = "modules",
+    responses(
+        (status = 200, description = "The modules", body = [ModuleView]),
+        (status = 401, description = "No valid key", body = ErrorBody),
+        (status = 403, description = "An admin key", body = ErrorBody),
+        (status = 503, description = "Store unreachable", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<axum::Json<Vec<ModuleView>>, ApiError> {
+    let tenant = caller.tenant()?;
+    let modules = state.client.store().tenant_modules(&tenant.name).await?;
+    Ok(axum::Json(modules.into_iter().map(Into::into).collect()))
+}
+
+async fn find(state: &AppState, tenant: &str, name: &str) -> Result<TenantModule, ApiError> {
+    checked_name(name)?;
+    state
+        .client
+        .store()
+        .tenant_module(tenant, name)
+        .await?
+        .filter(|m| m.name == name)
+        .ok_or_else(|| ApiError::not_found(format!("no module `{name}`")))
+}
+
+/// One module of the caller's.
+#[utoipa::path(get, path = "/v1/modules/{name}", tag = "modules",
+    params(("name" = String, Path, description = "Module name")),
+    responses(
+        (status = 200, description = "The module", body = ModuleView),
+        (status = 400, description = "A bad name", body = ErrorBody),
+        (status = 401, description = "No valid key", body = ErrorBody),
+        (status = 403, description = "An admin key", body = ErrorBody),
+        (status = 404, description = "No such module for this tenant", body = ErrorBody),
+        (status = 503, description = "Store unreachable", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<axum::Json<ModuleView>, ApiError> {
+    let tenant = caller.tenant()?;
+    Ok(axum::Json(find(&state, &tenant.name, &name).await?.into()))
+}
+
+/// Delete a module name (tasks already queued with it still run).
+#[utoipa::path(delete, path = "/v1/modules/{name}", tag = "modules",
+    params(("name" = String, Path, description = "Module name")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "A bad name", body = ErrorBody),
+        (status = 401, description = "No valid key", body = ErrorBody),
+        (status = 403, description = "An admin key", body = ErrorBody),
+        (status = 404, description = "No such module for this tenant", body = ErrorBody),
+        (status = 503, description = "Store unreachable", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let tenant = caller.tenant()?;
+    checked_name(&name)?;
+    let store = state.client.store();
+    if !store.remove_tenant_module(&tenant.name, &name).await? {
+        return Err(ApiError::not_found(format!("no module `{name}`")));
+    }
+    store
+        .audit(&AuditEntry {
+            at_ms: now_ms(),
+            tenant: Some(tenant.name.clone()),
+            actor: caller.actor(),
+            action: "module.delete".into(),
+            detail: name,
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Set what a module may reach: environment variables, a scratch
+/// directory. Each kind must be allowed for the tenant by an admin.
+#[utoipa::path(put, path = "/v1/modules/{name}/grants", tag = "modules",
+    params(("name" = String, Path, description = "Module name")),
+    request_body = GrantsView,
+    responses(
+        (status = 200, description = "The module with its grants", body = ModuleView),
+        (status = 400, description = "A bad name or grant", body = ErrorBody),
+        (status = 401, description = "No valid key", body = ErrorBody),
+        (status = 403, description = "A grant the tenant may not give, or an admin key", body = ErrorBody),
+        (status = 404, description = "No such module for this tenant", body = ErrorBody),
+        (status = 413, description = "Body over its limit", body = ErrorBody),
+        (status = 503, description = "Store unreachable", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn set_grants(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Json(view): Json<GrantsView>,
+) -> Result<axum::Json<ModuleView>, ApiError> {
+    let tenant = caller.tenant()?;
+    find(&state, &tenant.name, &name).await?;
+    let grants = Grants {
+        env: view.env,
+        scratch: view.scratch,
+    };
+    grants.check().map_err(ApiError::bad_request)?;
+    for kind in grants.kinds() {
+        if !tenant.quotas.allows(kind) {
+            return Err(ApiError::forbidden(format!(
+                "grant `{kind}` is not allowed for tenant {}: an admin allows it with `wasq tenant set {} --allow-grant {kind}`",
+                tenant.name, tenant.name
+            )));
+        }
+    }
+    let store = state.client.store();
+    store
+        .set_module_grants(&tenant.name, &name, &grants)
+        .await?;
+    store
+        .audit(&AuditEntry {
+            at_ms: now_ms(),
+            tenant: Some(tenant.name.clone()),
+            actor: caller.actor(),
+            action: "module.grants".into(),
+            detail: format!("{name} {}", grants.kinds().join(",")),
+        })
+        .await?;
+    Ok(axum::Json(find(&state, &tenant.name, &name).await?.into()))
+}

@@ -1,0 +1,417 @@
+//! `/v1/tasks` and `/v1/groups`: enqueue a task of one of the caller's
+//! modules (its limits checked against the tenant's quotas, its queue
+//! against `max_queued`), read or wait for its result, cancel it, and read
+//! a group's results. Another tenant's task ids are answered 404, the same
+//! as ids that never existed.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::AppState;
+use super::auth::Caller;
+use super::error::{ApiError, ErrorBody};
+use super::extract::{Json, Path, Query};
+use crate::package::TaskLimits;
+use crate::store::{CancelState, TaskResult};
+use crate::tenant::{Quotas, Tenant, check_name, tenant_queue};
+use crate::{TaskRequest, tenant_group};
+
+/// The longest a request may wait for a result.
+const MAX_WAIT_SECS: u64 = 60;
+
+/// A task to run.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnqueueRequest {
+    /// One of the caller's modules: its name or digest.
+    pub module: String,
+    /// The task inside the module.
+    pub task: String,
+    /// Positional arguments.
+    #[serde(default = "empty_array")]
+    #[schema(value_type = Vec<Object>)]
+    pub args: serde_json::Value,
+    /// Named arguments.
+    #[serde(default = "empty_object")]
+    #[schema(value_type = Object)]
+    pub kwargs: serde_json::Value,
+    /// Queue (default: the server's).
+    pub queue: Option<String>,
+    /// Group name.
+    pub group: Option<String>,
+    /// Priority in the queue, -1000 to 1000 (higher first).
+    #[serde(default)]
+    #[schema(minimum = -1000, maximum = 1000)]
+    pub priority: i32,
+    /// Fuel budget (at most the tenant's `max_fuel`).
+    pub fuel: Option<u64>,
+    /// Linear memory limit, bytes (at most `max_memory`).
+    pub memory: Option<u64>,
+    /// Wall-clock limit, ms (at most `max_timeout_ms`).
+    pub timeout_ms: Option<u64>,
+    /// Run no sooner than this many seconds from now.
+    #[schema(maximum = 31536000)]
+    pub delay_secs: Option<u64>,
+}
+
+fn empty_array() -> serde_json::Value {
+    serde_json::json!([])
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::json!({})
+}
+
+/// A task was queued.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Enqueued {
+    /// Its id: keep it to read the result.
+    pub id: String,
+    /// The queue it went to (as the caller named it).
+    pub queue: String,
+}
+
+/// A task and, once it ended, its result.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TaskView {
+    /// Task id.
+    pub id: String,
+    /// `pending` (queued or running) or `finished`.
+    pub status: String,
+    /// The result, once finished.
+    pub result: Option<ResultView>,
+}
+
+/// How a task ended.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ResultView {
+    /// `success`, `guest_error`, `trap`, `timeout`, `fuel_exhausted`,
+    /// `memory_limit`, `output_limit`, `invalid_module`, `cancelled`,
+    /// `abandoned`.
+    pub outcome: String,
+    /// Whether it succeeded.
+    pub success: bool,
+    /// What it returned, as JSON when it is JSON, else as text.
+    #[schema(value_type = Object)]
+    pub value: Option<serde_json::Value>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Its log (stderr).
+    pub log: String,
+    /// Module name.
+    pub module: String,
+    /// Task name.
+    pub task: String,
+    /// Group, if any.
+    pub group: Option<String>,
+    /// Fuel burnt.
+    pub fuel: Option<u64>,
+    /// CPU time, µs.
+    pub cpu_us: u64,
+    /// Wall time, µs.
+    pub wall_us: u64,
+    /// Peak linear memory, bytes.
+    pub memory_peak: u64,
+    /// Attempts it took.
+    pub attempts: u32,
+    /// Enqueued, ms since the epoch.
+    pub enqueued_at_ms: i64,
+    /// Started, ms since the epoch.
+    pub started_at_ms: i64,
+    /// Finished, ms since the epoch.
+    pub stopped_at_ms: i64,
+}
+
+impl ResultView {
+    fn new(result: TaskResult, tenant: &str) -> Self {
+        let value = result.result.as_deref().map(|bytes| {
+            serde_json::from_slice(bytes).unwrap_or_else(|_| {
+                serde_json::Value::String(String::from_utf8_lossy(bytes).into_owned())
+            })
+        });
+        let prefix = format!("{tenant}/");
+        Self {
+            outcome: result.outcome,
+            success: result.success,
+            value,
+            error: result.error,
+            log: result.stderr,
+            module: result.module_name,
+            task: result.task,
+            group: result
+                .group
+                .map(|g| g.strip_prefix(&prefix).map(str::to_owned).unwrap_or(g)),
+            fuel: result.fuel,
+            cpu_us: result.cpu_us,
+            wall_us: result.wall_us,
+            memory_peak: result.memory_peak,
+            attempts: result.attempts,
+            enqueued_at_ms: result.enqueued_at_ms,
+            started_at_ms: result.started_at_ms,
+            stopped_at_ms: result.stopped_at_ms,
+        }
+    }
+}
+
+/// Refuses limits over the tenant's maxima (403, naming the quota).
+fn check_limits(request: &EnqueueRequest, quotas: &Quotas) -> Result<(), ApiError> {
+    let checks = [
+        ("max_fuel", request.fuel, quotas.max_fuel),
+        ("max_memory", request.memory, quotas.max_memory),
+        ("max_timeout_ms", request.timeout_ms, quotas.max_timeout_ms),
+    ];
+    for (quota, asked, most) in checks {
+        if let (Some(asked), Some(most)) = (asked, most)
+            && asked > most
+        {
+            return Err(ApiError::quota(
+                StatusCode::FORBIDDEN,
+                quota,
+                format!("asked for {asked}, the tenant's quota {quota} is {most}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a task when the tenant's queue holds `max_queued` (429).
+async fn check_queued(state: &AppState, tenant: &Tenant, queue: &str) -> Result<(), ApiError> {
+    let Some(most) = tenant.quotas.max_queued else {
+        return Ok(());
+    };
+    let queued = state
+        .client
+        .broker()
+        .queue_size(&tenant_queue(queue, &tenant.name))
+        .await
+        .map_err(|e| ApiError::unavailable(format!("the broker failed: {e}")))?;
+    if queued >= most {
+        return Err(ApiError::quota(
+            StatusCode::TOO_MANY_REQUESTS,
+            "max_queued",
+            format!(
+                "{queued} tasks are queued in `{queue}`, the tenant's quota max_queued is {most}: retry when some have run"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Queue a task.
+#[utoipa::path(post, path = "/v1/tasks", tag = "tasks",
+    request_body = EnqueueRequest,
+    responses(
+        (status = 201, description = "Queued", body = Enqueued),
+        (status = 400, description = "Bad arguments, names or limits", body = ErrorBody),
+        (status = 401, description = "No valid key", body = ErrorBody),
+        (status = 403, description = "A limit over the tenant's quota, or an admin key", body = ErrorBody),
+        (status = 404, description = "No such module for this tenant", body = ErrorBody),
+        (status = 413, description = "Body over its limit", body = ErrorBody),
+        (status = 429, description = "The tenant's queue is full (max_queued)", body = ErrorBody),
+        (status = 503, description = "Broker or store unreachable", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn enqueue(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(request): Json<EnqueueRequest>,
+) -> Result<(StatusCode, axum::Json<Enqueued>), ApiError> {
+    let tenant = caller.tenant()?;
+    check_name("task", &request.task).map_err(ApiError::bad_request)?;
+    for (what, name) in [("queue", &request.queue), ("group", &request.group)] {
+        if let Some(name) = name {
+            check_name(what, name).map_err(ApiError::bad_request)?;
+        }
+    }
+    check_limits(&request, &tenant.quotas)?;
+    if request.fuel == Some(0) || request.timeout_ms == Some(0) {
+        return Err(ApiError::bad_request(
+            "fuel and timeout_ms must be at least 1",
+        ));
+    }
+    let module = state
+        .client
+        .store()
+        .tenant_module(&tenant.name, &request.module)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(format!("no module `{}`", request.module.escape_debug()))
+        })?;
+    let queue = request
+        .queue
+        .clone()
+        .unwrap_or_else(|| state.client.config().queue.clone());
+    check_queued(&state, tenant, &queue).await?;
+    let mut task = TaskRequest::new(module.digest.to_string(), request.task.clone())
+        .args(request.args.clone())
+        .kwargs(request.kwargs.clone())
+        .priority(request.priority);
+    task.queue = Some(queue.clone());
+    task.group = request.group.clone();
+    task.limits = TaskLimits {
+        timeout_ms: request.timeout_ms,
+        fuel: request.fuel,
+        memory: request.memory,
+    };
+    if let Some(secs) = request.delay_secs.filter(|s| *s > 0) {
+        task = task.delay(Duration::from_secs(secs.min(365 * 24 * 3600)));
+    }
+    let record = state
+        .client
+        .enqueue_for_tenant(&tenant.name, &task, module.digest, module.name)
+        .await?;
+    state
+        .client
+        .store()
+        .own_tasks(&tenant.name, std::slice::from_ref(&record.id))
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(Enqueued {
+            id: record.id,
+            queue,
+        }),
+    ))
+}
+
+/// Whether waiting was asked for.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct WaitQuery {
+    /// Wait up to this many seconds (at most 60) for the result.
+    #[param(maximum = 60)]
+    pub wait: Option<u64>,
+}
+
+/// Checks the caller owns task `id`; 404 otherwise.
+async fn owned(state: &AppState, tenant: &str, id: &str) -> Result<(), ApiError> {
+    let not_found = || ApiError::not_found(format!("no task `{}`", id.escape_debug()));
+    if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(not_found());
+    }
+    match state.client.store().task_owner(id).await? {
+        Some(owner) if owner == tenant => Ok(()),
+        _ => Err(not_found()),
+    }
+}
+
+/// A task's state and result; with `wait`, waits for the result.
+#[utoipa::path(get, path = "/v1/tasks/{id}", tag = "tasks",
+    params(("id" = String, Path, description = "Task id"), WaitQuery),
+    responses(
+        (status = 200, description = "The task", body = TaskView),
+        (status = 400, description = "Bad query", body = ErrorBody),
+        (status = 401, description = "No valid key", body = ErrorBody),
+        (status = 403, description = "An admin key", body = ErrorBody),
+        (status = 404, description = "No such task for this tenant", body = ErrorBody),
+        (status = 503, description = "Store unreachable", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(query): Query<WaitQuery>,
+) -> Result<axum::Json<TaskView>, ApiError> {
+    let tenant = caller.tenant()?;
+    owned(&state, &tenant.name, &id).await?;
+    let wait = Duration::from_secs(query.wait.unwrap_or(0).min(MAX_WAIT_SECS));
+    let result = if wait.is_zero() {
+        state.client.result(&id).await?
+    } else {
+        state.client.wait(&id, wait).await?
+    };
+    Ok(axum::Json(TaskView {
+        status: if result.is_some() {
+            "finished"
+        } else {
+            "pending"
+        }
+        .into(),
+        result: result.map(|r| ResultView::new(r, &tenant.name)),
+        id,
+    }))
+}
+
+/// What a cancel did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Cancelled {
+    /// Task id.
+    pub id: String,
+    /// `cancelled` (it will not run, or is stopped), or `finished` (it
+    /// ended before; its result stands).
+    pub state: String,
+}
+
+/// Cancel a task: a queued one never runs, a running one is stopped.
+#[utoipa::path(delete, path = "/v1/tasks/{id}", tag = "tasks",
+    params(("id" = String, Path, description = "Task id")),
+    responses(
+        (status = 200, description = "Cancelled, or already finished", body = Cancelled),
+        (status = 401, description = "No valid key", body = ErrorBody),
+        (status = 403, description = "An admin key", body = ErrorBody),
+        (status = 404, description = "No such task for this tenant", body = ErrorBody),
+        (status = 503, description = "Store unreachable", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn cancel(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Cancelled>, ApiError> {
+    let tenant = caller.tenant()?;
+    owned(&state, &tenant.name, &id).await?;
+    let state_name = match state.client.cancel(&id).await? {
+        CancelState::Finished(_) => "finished",
+        CancelState::Requested { .. } => "cancelled",
+    };
+    Ok(axum::Json(Cancelled {
+        id,
+        state: state_name.into(),
+    }))
+}
+
+/// A group's results.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GroupView {
+    /// The group.
+    pub group: String,
+    /// Results so far, as tasks of the group finish.
+    pub results: Vec<ResultView>,
+}
+
+/// The results of a group of the caller's.
+#[utoipa::path(get, path = "/v1/groups/{group}", tag = "tasks",
+    params(("group" = String, Path, description = "Group name")),
+    responses(
+        (status = 200, description = "The group's results so far", body = GroupView),
+        (status = 400, description = "A bad name", body = ErrorBody),
+        (status = 401, description = "No valid key", body = ErrorBody),
+        (status = 403, description = "An admin key", body = ErrorBody),
+        (status = 503, description = "Store unreachable", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn group(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(group): Path<String>,
+) -> Result<axum::Json<GroupView>, ApiError> {
+    let tenant = caller.tenant()?;
+    check_name("group", &group).map_err(ApiError::bad_request)?;
+    let results = state
+        .client
+        .store()
+        .group_results(&tenant_group(&tenant.name, &group))
+        .await?;
+    Ok(axum::Json(GroupView {
+        group,
+        results: results
+            .into_iter()
+            .map(|r| ResultView::new(r, &tenant.name))
+            .collect(),
+    }))
+}
