@@ -137,18 +137,29 @@ pub struct ClusterProcess {
 impl ClusterProcess {
     /// Starts `wasq cluster` in `dir` with extra arguments and environment.
     pub fn start(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
-        let log = std::fs::File::create(dir.join(format!("cluster-{}.log", unique())))
-            .unwrap_or_else(|e| panic!("cannot create the cluster log: {e}"));
+        Self::start_command(dir, "cluster", args, env)
+    }
+
+    /// Starts `wasq COMMAND` (`cluster`, `serve`) in `dir`, its log in
+    /// `dir/COMMAND-*.log`.
+    pub fn start_command(dir: &Path, command: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let log = std::fs::File::create(dir.join(format!("{command}-{}.log", unique())))
+            .unwrap_or_else(|e| panic!("cannot create the {command} log: {e}"));
         let child = wasq(&dir.join(".cache"))
             .current_dir(dir)
-            .arg("cluster")
+            .arg(command)
             .args(args)
             .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(log)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start wasq cluster: {e}"));
+            .unwrap_or_else(|e| panic!("cannot start wasq {command}: {e}"));
         Self { child }
+    }
+
+    /// Its process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
     }
 
     /// Kills it with SIGKILL, as a crash would.

@@ -418,6 +418,41 @@ impl Client {
         Ok(record)
     }
 
+    /// [`enqueue_for_tenant`](Self::enqueue_for_tenant) for many tasks:
+    /// one broker transaction per queue and priority (tasks with an ETA
+    /// go one by one). Returns the ids in order.
+    pub async fn enqueue_many_for_tenant(
+        &self,
+        tenant: &str,
+        tasks: &[(TaskRequest, Digest, String)],
+    ) -> Result<Vec<String>, ClientError> {
+        let mut ids = Vec::with_capacity(tasks.len());
+        let mut batches: std::collections::BTreeMap<(String, i32), Vec<Vec<u8>>> =
+            Default::default();
+        for (request, digest, module_name) in tasks {
+            let mut record = self.record_resolved(request, *digest, module_name.clone())?;
+            record.tenant = Some(tenant.to_owned());
+            record.queue = crate::tenant::tenant_queue(&record.queue, tenant);
+            record.group = record.group.map(|g| tenant_group(tenant, &g));
+            ids.push(record.id.clone());
+            if record.eta_ms.is_some() {
+                self.submit(record, None).await?;
+                continue;
+            }
+            let bytes = self.codec.encode(&record)?;
+            batches
+                .entry((record.queue, record.priority))
+                .or_default()
+                .push(bytes);
+        }
+        for ((queue, priority), payloads) in batches {
+            self.broker
+                .enqueue_priority(&queue, priority, payloads)
+                .await?;
+        }
+        Ok(ids)
+    }
+
     /// Enqueues a task; returns its id. A task with an ETA waits in the
     /// store until due; a task with a unique key that is held is refused
     /// with [`ClientError::Duplicate`].

@@ -16,6 +16,8 @@
 //! - `many_clusters`: clusters of different names on Redis and PostgreSQL
 //!   share 20,000 tasks; a killed cluster and a restarted broker lose
 //!   nothing; a broker that is down is named in one line.
+//! - `service`: `wasq serve` through HTTP — tenants isolated, keys, quotas,
+//!   a 100 MB upload, fair scheduling, fuel budgets, grants, schemathesis.
 //! - `sandbox_api`: the library API — concurrency without a thread per
 //!   task, the compiled-module cache, limits.
 //!
@@ -33,4 +35,5 @@ mod many_clusters;
 mod run_bad_input;
 mod run_outcomes;
 mod sandbox_api;
+mod service;
 mod workflows;

@@ -25,6 +25,7 @@ pub(crate) struct Binaries {
     redis_server: PathBuf,
     pg_bin: PathBuf,
     moto_server: PathBuf,
+    schemathesis: PathBuf,
 }
 
 /// Finds the three servers, installing the missing ones (one line printed per install).
@@ -33,7 +34,19 @@ pub(crate) fn ensure(root: &Path) -> Result<Binaries> {
         redis_server: wasq_testkit::ensure_redis()?,
         pg_bin: wasq_testkit::ensure_postgres()?,
         moto_server: wasq_testkit::ensure_moto(&root.join("target/test-venv"))?,
+        schemathesis: schemathesis(root)?,
     })
+}
+
+/// schemathesis (pinned in tests/requirements.txt), installed with pip into
+/// target/schemathesis-venv when missing.
+fn schemathesis(root: &Path) -> Result<PathBuf> {
+    let python = wasq_testkit::ensure_venv_requirements(
+        &root.join("target/schemathesis-venv"),
+        &root.join("tests/requirements.txt"),
+        "the service tests run schemathesis against `wasq serve`",
+    )?;
+    Ok(python.with_file_name("schemathesis"))
 }
 
 /// One running server of each kind. Fields drop in order: the servers, then their directory.
@@ -109,6 +122,7 @@ impl TestServers {
                 wasq_testkit::MOTO_SERVER_VAR,
                 path(&self.binaries.moto_server),
             ),
+            ("WASQ_TEST_SCHEMATHESIS", path(&self.binaries.schemathesis)),
         ]
     }
 

@@ -60,4 +60,28 @@ fn connect() -> Result<String, String> {
     })
 }
 
-wasq_guest::main!(read_file, list_dir, env, connect);
+/// Writes a file at `path` and reads it back: succeeds only where a grant
+/// (a scratch directory at `/scratch`) allows.
+#[task]
+fn write_file(path: String) -> Result<String, String> {
+    std::fs::write(&path, b"written by escape.wasm")
+        .map_err(|err| format!("writing {path} failed: {err}"))?;
+    let back = std::fs::read_to_string(&path)
+        .map_err(|err| format!("reading {path} back failed: {err}"))?;
+    Ok(format!("wrote {path}: {back}"))
+}
+
+/// Lists the directory at `path`.
+#[task]
+fn list_path(path: String) -> Result<Vec<String>, String> {
+    let entries =
+        std::fs::read_dir(&path).map_err(|err| format!("listing {path} failed: {err}"))?;
+    let mut names: Vec<String> = entries
+        .filter_map(Result::ok)
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+wasq_guest::main!(read_file, list_dir, env, connect, write_file, list_path);

@@ -68,7 +68,7 @@ pub struct AppState {
     paths(
         info::health,
         modules::upload, modules::list, modules::get, modules::delete, modules::set_grants,
-        tasks::enqueue, tasks::get, tasks::cancel, tasks::group,
+        tasks::enqueue, tasks::enqueue_batch, tasks::get, tasks::cancel, tasks::group,
         info::queues, info::cluster, info::usage, info::audit,
     ),
     modifiers(&BearerAuth),
@@ -109,6 +109,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/modules/{name}/grants", put(modules::set_grants))
         .route("/v1/tasks", axum::routing::post(tasks::enqueue))
+        .route("/v1/tasks/batch", axum::routing::post(tasks::enqueue_batch))
         .route("/v1/tasks/{id}", get(tasks::get).delete(tasks::cancel))
         .route("/v1/groups/{group}", get(tasks::group))
         .route("/v1/queues", get(info::queues))

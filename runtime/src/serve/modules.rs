@@ -65,7 +65,7 @@ fn checked_name(name: &str) -> Result<(), ApiError> {
 /// Upload a module under a name (replacing what the name held).
 #[utoipa::path(put, path = "/v1/modules/{name}", tag = "modules",
     params(("name" = String, Path, description = "Module name: letters, digits, `-`, `_`, `.`")),
-    request_body(content = Vec<u8>, content_type = "application/wasm",
+    request_body(content = Vec<u8>, content_type = "application/octet-stream",
         description = "The module: WebAssembly binary (or text)"),
     responses(
         (status = 201, description = "Stored", body = ModuleView),

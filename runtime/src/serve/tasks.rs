@@ -178,8 +178,14 @@ fn check_limits(request: &EnqueueRequest, quotas: &Quotas) -> Result<(), ApiErro
     Ok(())
 }
 
-/// Refuses a task when the tenant's queue holds `max_queued` (429).
-async fn check_queued(state: &AppState, tenant: &Tenant, queue: &str) -> Result<(), ApiError> {
+/// Refuses `adding` tasks when the tenant's queue would hold more than
+/// `max_queued` (429).
+async fn check_queued(
+    state: &AppState,
+    tenant: &Tenant,
+    queue: &str,
+    adding: u64,
+) -> Result<(), ApiError> {
     let Some(most) = tenant.quotas.max_queued else {
         return Ok(());
     };
@@ -189,7 +195,7 @@ async fn check_queued(state: &AppState, tenant: &Tenant, queue: &str) -> Result<
         .queue_size(&tenant_queue(queue, &tenant.name))
         .await
         .map_err(|e| ApiError::unavailable(format!("the broker failed: {e}")))?;
-    if queued >= most {
+    if queued + adding > most {
         return Err(ApiError::quota(
             StatusCode::TOO_MANY_REQUESTS,
             "max_queued",
@@ -199,6 +205,54 @@ async fn check_queued(state: &AppState, tenant: &Tenant, queue: &str) -> Result<
         ));
     }
     Ok(())
+}
+
+/// Checks a request against names and quotas and resolves its module;
+/// the queue name (as the caller uses it) and what to enqueue.
+async fn prepare(
+    state: &AppState,
+    tenant: &Tenant,
+    request: &EnqueueRequest,
+) -> Result<(String, (TaskRequest, crate::Digest, String)), ApiError> {
+    check_name("task", &request.task).map_err(ApiError::bad_request)?;
+    for (what, name) in [("queue", &request.queue), ("group", &request.group)] {
+        if let Some(name) = name {
+            check_name(what, name).map_err(ApiError::bad_request)?;
+        }
+    }
+    check_limits(request, &tenant.quotas)?;
+    if request.fuel == Some(0) || request.timeout_ms == Some(0) {
+        return Err(ApiError::bad_request(
+            "fuel and timeout_ms must be at least 1",
+        ));
+    }
+    let module = state
+        .client
+        .store()
+        .tenant_module(&tenant.name, &request.module)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(format!("no module `{}`", request.module.escape_debug()))
+        })?;
+    let queue = request
+        .queue
+        .clone()
+        .unwrap_or_else(|| state.client.config().queue.clone());
+    let mut task = TaskRequest::new(module.digest.to_string(), request.task.clone())
+        .args(request.args.clone())
+        .kwargs(request.kwargs.clone())
+        .priority(request.priority);
+    task.queue = Some(queue.clone());
+    task.group = request.group.clone();
+    task.limits = TaskLimits {
+        timeout_ms: request.timeout_ms,
+        fuel: request.fuel,
+        memory: request.memory,
+    };
+    if let Some(secs) = request.delay_secs.filter(|s| *s > 0) {
+        task = task.delay(Duration::from_secs(secs.min(365 * 24 * 3600)));
+    }
+    Ok((queue, (task, module.digest, module.name)))
 }
 
 /// Queue a task.
@@ -221,48 +275,11 @@ pub async fn enqueue(
     Json(request): Json<EnqueueRequest>,
 ) -> Result<(StatusCode, axum::Json<Enqueued>), ApiError> {
     let tenant = caller.tenant()?;
-    check_name("task", &request.task).map_err(ApiError::bad_request)?;
-    for (what, name) in [("queue", &request.queue), ("group", &request.group)] {
-        if let Some(name) = name {
-            check_name(what, name).map_err(ApiError::bad_request)?;
-        }
-    }
-    check_limits(&request, &tenant.quotas)?;
-    if request.fuel == Some(0) || request.timeout_ms == Some(0) {
-        return Err(ApiError::bad_request(
-            "fuel and timeout_ms must be at least 1",
-        ));
-    }
-    let module = state
-        .client
-        .store()
-        .tenant_module(&tenant.name, &request.module)
-        .await?
-        .ok_or_else(|| {
-            ApiError::not_found(format!("no module `{}`", request.module.escape_debug()))
-        })?;
-    let queue = request
-        .queue
-        .clone()
-        .unwrap_or_else(|| state.client.config().queue.clone());
-    check_queued(&state, tenant, &queue).await?;
-    let mut task = TaskRequest::new(module.digest.to_string(), request.task.clone())
-        .args(request.args.clone())
-        .kwargs(request.kwargs.clone())
-        .priority(request.priority);
-    task.queue = Some(queue.clone());
-    task.group = request.group.clone();
-    task.limits = TaskLimits {
-        timeout_ms: request.timeout_ms,
-        fuel: request.fuel,
-        memory: request.memory,
-    };
-    if let Some(secs) = request.delay_secs.filter(|s| *s > 0) {
-        task = task.delay(Duration::from_secs(secs.min(365 * 24 * 3600)));
-    }
+    let (queue, (task, digest, module_name)) = prepare(&state, tenant, &request).await?;
+    check_queued(&state, tenant, &queue, 1).await?;
     let record = state
         .client
-        .enqueue_for_tenant(&tenant.name, &task, module.digest, module.name)
+        .enqueue_for_tenant(&tenant.name, &task, digest, module_name)
         .await?;
     state
         .client
@@ -276,6 +293,69 @@ pub async fn enqueue(
             queue,
         }),
     ))
+}
+
+/// Most tasks in one batch.
+const MAX_BATCH: usize = 1000;
+
+/// Many tasks at once.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    /// The tasks (1 to 1000).
+    #[schema(min_items = 1, max_items = 1000)]
+    pub tasks: Vec<EnqueueRequest>,
+}
+
+/// Tasks were queued.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchEnqueued {
+    /// Their ids, in the order given.
+    pub ids: Vec<String>,
+}
+
+/// Queue up to 1000 tasks in one request: all are queued, or none.
+#[utoipa::path(post, path = "/v1/tasks/batch", tag = "tasks",
+    request_body = BatchRequest,
+    responses(
+        (status = 201, description = "Queued", body = BatchEnqueued),
+        (status = 400, description = "Bad arguments, names or limits, or a bad batch size", body = ErrorBody),
+        (status = 401, description = "No valid key", body = ErrorBody),
+        (status = 403, description = "A limit over the tenant's quota, or an admin key", body = ErrorBody),
+        (status = 404, description = "No such module for this tenant", body = ErrorBody),
+        (status = 413, description = "Body over its limit", body = ErrorBody),
+        (status = 429, description = "The tenant's queue would be over max_queued", body = ErrorBody),
+        (status = 503, description = "Broker or store unreachable", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn enqueue_batch(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(batch): Json<BatchRequest>,
+) -> Result<(StatusCode, axum::Json<BatchEnqueued>), ApiError> {
+    let tenant = caller.tenant()?;
+    if batch.tasks.is_empty() || batch.tasks.len() > MAX_BATCH {
+        return Err(ApiError::bad_request(format!(
+            "a batch holds 1 to {MAX_BATCH} tasks, not {}",
+            batch.tasks.len()
+        )));
+    }
+    let mut per_queue: std::collections::BTreeMap<String, u64> = Default::default();
+    let mut prepared = Vec::with_capacity(batch.tasks.len());
+    for request in &batch.tasks {
+        let (queue, task) = prepare(&state, tenant, request).await?;
+        *per_queue.entry(queue).or_default() += 1;
+        prepared.push(task);
+    }
+    for (queue, count) in &per_queue {
+        check_queued(&state, tenant, queue, *count).await?;
+    }
+    let ids = state
+        .client
+        .enqueue_many_for_tenant(&tenant.name, &prepared)
+        .await?;
+    state.client.store().own_tasks(&tenant.name, &ids).await?;
+    Ok((StatusCode::CREATED, axum::Json(BatchEnqueued { ids })))
 }
 
 /// Whether waiting was asked for.

@@ -31,6 +31,15 @@ struct Cli {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
 
+    /// Talk to a `wasq serve` at this URL (enqueue, result, cancel,
+    /// module) instead of the broker and store [env: WASQ_SERVER].
+    #[arg(long, value_name = "URL")]
+    server: Option<String>,
+
+    /// The API key for --server [env: WASQ_KEY].
+    #[arg(long, value_name = "KEY")]
+    key: Option<String>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -60,6 +69,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
+    settings::set_remote(cli.server.clone(), cli.key.clone());
     let result = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -41,6 +41,15 @@ pub(crate) struct Settings {
     key: Option<String>,
 }
 
+/// `wasq --server URL --key KEY COMMAND`: the server and key given before
+/// the command.
+static REMOTE: std::sync::OnceLock<(Option<String>, Option<String>)> = std::sync::OnceLock::new();
+
+/// Records the server and key given before the command.
+pub(crate) fn set_remote(server: Option<String>, key: Option<String>) {
+    let _ = REMOTE.set((server, key));
+}
+
 impl Settings {
     /// The configuration: file, then environment, then these flags.
     pub(crate) fn config(&self) -> Result<Config, CliError> {
@@ -63,10 +72,12 @@ impl Settings {
 
     /// The server to talk to, when --server (or WASQ_SERVER) is given.
     pub(crate) fn remote(&self) -> Result<Option<crate::remote::Remote>, CliError> {
-        self.server
-            .as_deref()
+        let (top_server, top_key) = REMOTE.get().cloned().unwrap_or_default();
+        let server = self.server.clone().or(top_server);
+        let key = self.key.clone().or(top_key);
+        server
             .filter(|s| !s.is_empty())
-            .map(|server| crate::remote::Remote::new(server, self.key.as_deref()))
+            .map(|server| crate::remote::Remote::new(&server, key.as_deref()))
             .transpose()
     }
 
