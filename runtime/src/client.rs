@@ -445,12 +445,21 @@ impl Client {
                 .or_default()
                 .push(bytes);
         }
+        self.send_batches(batches).await?;
+        Ok(ids)
+    }
+
+    /// Hands packages to the broker, one call per queue and priority.
+    async fn send_batches(
+        &self,
+        batches: std::collections::BTreeMap<(String, i32), Vec<Vec<u8>>>,
+    ) -> Result<(), ClientError> {
         for ((queue, priority), payloads) in batches {
             self.broker
                 .enqueue_priority(&queue, priority, payloads)
                 .await?;
         }
-        Ok(ids)
+        Ok(())
     }
 
     /// Enqueues a task; returns its id. A task with an ETA waits in the
@@ -545,11 +554,7 @@ impl Client {
                 .or_default()
                 .push(bytes);
         }
-        for ((queue, priority), payloads) in batches {
-            self.broker
-                .enqueue_priority(&queue, priority, payloads)
-                .await?;
-        }
+        self.send_batches(batches).await?;
         Ok(ids)
     }
 

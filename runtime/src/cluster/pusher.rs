@@ -107,15 +107,14 @@ async fn take(
     idle: &mut Duration,
 ) -> Result<Vec<(Arc<str>, Delivery)>, wasq_brokers::BrokerError> {
     let config = &shared.config;
-    let held_per_queue = {
-        let held = shared.held();
+    let held_per_queue = || {
         let mut counts: HashMap<Arc<str>, usize> = HashMap::new();
-        for (queue, _) in held.iter() {
+        for (queue, _) in shared.held().iter() {
             *counts.entry(queue.clone()).or_default() += 1;
         }
         counts
     };
-    let Some(sources) = shared.tenants.sources(&held_per_queue, config.bulk) else {
+    let Some(sources) = shared.tenants.sources(held_per_queue, config.bulk) else {
         let queue = shared.tenants.base().clone();
         let deliveries = shared
             .broker

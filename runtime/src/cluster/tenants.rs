@@ -81,16 +81,18 @@ impl TenantGate {
 
     /// The queues to take from in this turn, the next turn starting one
     /// further; `None` when there are no tenants (the untenanted queue
-    /// alone, taken the fast way). `held` counts held tasks per queue.
+    /// alone, taken the fast way). `held` counts held tasks per queue; it
+    /// is only called when there are tenants.
     pub(crate) fn sources(
         &self,
-        held: &HashMap<Arc<str>, usize>,
+        held: impl FnOnce() -> HashMap<Arc<str>, usize>,
         bulk: usize,
     ) -> Option<Vec<Source>> {
-        let mut state = self.state();
-        if state.tenants.is_empty() {
+        if self.state().tenants.is_empty() {
             return None;
         }
+        let held = held();
+        let mut state = self.state();
         self.roll_window(&mut state);
         let count = state.tenants.len() + 1;
         let first = state.turn % count;

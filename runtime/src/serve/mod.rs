@@ -61,6 +61,30 @@ pub struct AppState {
     pub limits: ServeLimits,
 }
 
+impl AppState {
+    /// Records what `caller` did to an object of `tenant` in the audit
+    /// log.
+    pub(crate) async fn audit(
+        &self,
+        caller: &auth::Caller,
+        tenant: &str,
+        action: &str,
+        detail: String,
+    ) -> Result<(), ApiError> {
+        self.client
+            .store()
+            .audit(&crate::store::AuditEntry {
+                at_ms: crate::store::now_ms(),
+                tenant: Some(tenant.to_owned()),
+                actor: caller.actor(),
+                action: action.to_owned(),
+                detail,
+            })
+            .await
+            .map_err(ApiError::from)
+    }
+}
+
 /// The OpenAPI document.
 #[derive(Debug, OpenApi)]
 #[openapi(

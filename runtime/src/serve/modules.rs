@@ -13,7 +13,7 @@ use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{Json, Path};
-use crate::store::{AuditEntry, TenantModule, now_ms};
+use crate::store::TenantModule;
 use crate::tenant::{Grants, check_name};
 
 /// A module of the caller's.
@@ -135,14 +135,13 @@ pub async fn upload(
     let module = store
         .put_tenant_module(&tenant.name, &name, &bytes, None)
         .await?;
-    store
-        .audit(&AuditEntry {
-            at_ms: now_ms(),
-            tenant: Some(tenant.name.clone()),
-            actor: caller.actor(),
-            action: "module.upload".into(),
-            detail: format!("{name} {} ({} bytes)", module.digest, module.size),
-        })
+    state
+        .audit(
+            &caller,
+            &tenant.name,
+            "module.upload",
+            format!("{name} {} ({} bytes)", module.digest, module.size),
+        )
         .await?;
     Ok((StatusCode::CREATED, axum::Json(module.into())))
 }
@@ -220,14 +219,8 @@ pub async fn delete(
     if !store.remove_tenant_module(&tenant.name, &name).await? {
         return Err(ApiError::not_found(format!("no module `{name}`")));
     }
-    store
-        .audit(&AuditEntry {
-            at_ms: now_ms(),
-            tenant: Some(tenant.name.clone()),
-            actor: caller.actor(),
-            action: "module.delete".into(),
-            detail: name,
-        })
+    state
+        .audit(&caller, &tenant.name, "module.delete", name)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -272,14 +265,13 @@ pub async fn set_grants(
     store
         .set_module_grants(&tenant.name, &name, &grants)
         .await?;
-    store
-        .audit(&AuditEntry {
-            at_ms: now_ms(),
-            tenant: Some(tenant.name.clone()),
-            actor: caller.actor(),
-            action: "module.grants".into(),
-            detail: format!("{name} {}", grants.kinds().join(",")),
-        })
+    state
+        .audit(
+            &caller,
+            &tenant.name,
+            "module.grants",
+            format!("{name} {}", grants.kinds().join(",")),
+        )
         .await?;
     Ok(axum::Json(find(&state, &tenant.name, &name).await?.into()))
 }

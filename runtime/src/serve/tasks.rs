@@ -4,6 +4,7 @@
 //! a group's results. Another tenant's task ids are answered 404, the same
 //! as ids that never existed.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -16,7 +17,7 @@ use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{Json, Path, Query};
 use crate::package::TaskLimits;
-use crate::store::{CancelState, TaskResult};
+use crate::store::{CancelState, TaskResult, TenantModule};
 use crate::tenant::{Quotas, Tenant, check_name, tenant_queue};
 use crate::{TaskRequest, tenant_group};
 
@@ -207,12 +208,14 @@ async fn check_queued(
     Ok(())
 }
 
-/// Checks a request against names and quotas and resolves its module;
-/// the queue name (as the caller uses it) and what to enqueue.
+/// Checks a request against names and quotas and resolves its module
+/// (through `modules`, the ones resolved so far); the queue name (as the
+/// caller uses it) and what to enqueue.
 async fn prepare(
     state: &AppState,
     tenant: &Tenant,
     request: &EnqueueRequest,
+    modules: &mut HashMap<String, TenantModule>,
 ) -> Result<(String, (TaskRequest, crate::Digest, String)), ApiError> {
     check_name("task", &request.task).map_err(ApiError::bad_request)?;
     for (what, name) in [("queue", &request.queue), ("group", &request.group)] {
@@ -226,14 +229,21 @@ async fn prepare(
             "fuel and timeout_ms must be at least 1",
         ));
     }
-    let module = state
-        .client
-        .store()
-        .tenant_module(&tenant.name, &request.module)
-        .await?
-        .ok_or_else(|| {
-            ApiError::not_found(format!("no module `{}`", request.module.escape_debug()))
-        })?;
+    let module = match modules.get(&request.module) {
+        Some(module) => module.clone(),
+        None => {
+            let module = state
+                .client
+                .store()
+                .tenant_module(&tenant.name, &request.module)
+                .await?
+                .ok_or_else(|| {
+                    ApiError::not_found(format!("no module `{}`", request.module.escape_debug()))
+                })?;
+            modules.insert(request.module.clone(), module.clone());
+            module
+        }
+    };
     let queue = request
         .queue
         .clone()
@@ -275,7 +285,8 @@ pub async fn enqueue(
     Json(request): Json<EnqueueRequest>,
 ) -> Result<(StatusCode, axum::Json<Enqueued>), ApiError> {
     let tenant = caller.tenant()?;
-    let (queue, (task, digest, module_name)) = prepare(&state, tenant, &request).await?;
+    let (queue, (task, digest, module_name)) =
+        prepare(&state, tenant, &request, &mut HashMap::new()).await?;
     check_queued(&state, tenant, &queue, 1).await?;
     let record = state
         .client
@@ -342,8 +353,9 @@ pub async fn enqueue_batch(
     }
     let mut per_queue: std::collections::BTreeMap<String, u64> = Default::default();
     let mut prepared = Vec::with_capacity(batch.tasks.len());
+    let mut modules = HashMap::new();
     for request in &batch.tasks {
-        let (queue, task) = prepare(&state, tenant, request).await?;
+        let (queue, task) = prepare(&state, tenant, request, &mut modules).await?;
         *per_queue.entry(queue).or_default() += 1;
         prepared.push(task);
     }

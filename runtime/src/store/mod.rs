@@ -99,6 +99,10 @@ pub enum StoreError {
     Cache(String),
 }
 
+/// Stores a module's bytes once per digest: `(digest, bytes, size, at)`.
+const INSERT_MODULE_BYTES: &str = "INSERT INTO wasq_modules (digest, bytes, size, uploaded_at)
+    VALUES ($1, $2, $3, $4) ON CONFLICT (digest) DO NOTHING";
+
 /// Handle to the store. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -146,10 +150,7 @@ impl Store {
         let now = now_ms();
         with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            sqlx::query(
-                "INSERT INTO wasq_modules (digest, bytes, size, uploaded_at) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (digest) DO NOTHING",
-            )
+            sqlx::query(INSERT_MODULE_BYTES)
             .bind(digest.to_string())
             .bind(bytes)
             .bind(bytes.len() as i64)

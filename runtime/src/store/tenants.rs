@@ -278,10 +278,7 @@ impl Store {
             .map_err(|e| corrupt("grants", e))?;
         with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            sqlx::query(
-                "INSERT INTO wasq_modules (digest, bytes, size, uploaded_at) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (digest) DO NOTHING",
-            )
+            sqlx::query(super::INSERT_MODULE_BYTES)
             .bind(digest.to_string())
             .bind(bytes)
             .bind(bytes.len() as i64)

@@ -52,13 +52,7 @@ pub(crate) async fn module(args: ModuleArgs) -> Result<ExitCode, CliError> {
     let (_, client) = args.settings.client().await?;
     match args.command {
         ModuleCommand::Upload { file, name } => {
-            let bytes = std::fs::read(&file)
-                .with_context(|| format!("cannot read {}", file.display()))
-                .map_err(CliError::usage)?;
-            let name = name.unwrap_or_else(|| {
-                file.file_stem()
-                    .map_or_else(|| "module".into(), |s| s.to_string_lossy().into_owned())
-            });
+            let (name, bytes) = read_module_file(&file, name)?;
             let info = client.upload(&bytes, Some(&name)).await?;
             println!("{name}  sha256:{}  {}", info.digest, format_size(info.size));
         }
@@ -110,6 +104,22 @@ pub(crate) async fn module(args: ModuleArgs) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A module file's bytes and the name to upload it as (default: the
+/// file's stem).
+fn read_module_file(
+    file: &std::path::Path,
+    name: Option<String>,
+) -> Result<(String, Vec<u8>), CliError> {
+    let bytes = std::fs::read(file)
+        .with_context(|| format!("cannot read {}", file.display()))
+        .map_err(CliError::usage)?;
+    let name = name.unwrap_or_else(|| {
+        file.file_stem()
+            .map_or_else(|| "module".into(), |s| s.to_string_lossy().into_owned())
+    });
+    Ok((name, bytes))
+}
+
 /// `wasq module` through a server.
 async fn remote_module(
     remote: &crate::remote::Remote,
@@ -117,13 +127,7 @@ async fn remote_module(
 ) -> Result<ExitCode, CliError> {
     match command {
         ModuleCommand::Upload { file, name } => {
-            let bytes = std::fs::read(&file)
-                .with_context(|| format!("cannot read {}", file.display()))
-                .map_err(CliError::usage)?;
-            let name = name.unwrap_or_else(|| {
-                file.file_stem()
-                    .map_or_else(|| "module".into(), |s| s.to_string_lossy().into_owned())
-            });
+            let (name, bytes) = read_module_file(&file, name)?;
             let module = remote.upload(&name, bytes).await?;
             println!(
                 "{name}  {}  {}",

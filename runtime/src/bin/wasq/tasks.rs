@@ -100,11 +100,7 @@ pub(crate) async fn enqueue(args: EnqueueArgs) -> Result<ExitCode, CliError> {
         }
         let id = remote.enqueue(&body).await?;
         if !args.wait {
-            if args.json {
-                println!("{}", serde_json::json!({ "id": id }));
-            } else {
-                println!("{id}");
-            }
+            print_id(&id, args.json);
             return Ok(ExitCode::SUCCESS);
         }
         let task = remote.task(&id, args.timeout).await?;
@@ -129,14 +125,19 @@ pub(crate) async fn enqueue(args: EnqueueArgs) -> Result<ExitCode, CliError> {
     let (_, client) = args.settings.client().await?;
     let id = client.enqueue(&request).await?;
     if !args.wait {
-        if args.json {
-            println!("{}", serde_json::json!({ "id": id }));
-        } else {
-            println!("{id}");
-        }
+        print_id(&id, args.json);
         return Ok(ExitCode::SUCCESS);
     }
     wait_and_print(&client, &id, args.timeout, args.json).await
+}
+
+/// Prints a new task's id, as JSON with `json`.
+fn print_id(id: &str, json: bool) {
+    if json {
+        println!("{}", serde_json::json!({ "id": id }));
+    } else {
+        println!("{id}");
+    }
 }
 
 /// Print a task's result or wait for it.
