@@ -624,41 +624,25 @@ impl Client {
     /// Adds a schedule, after checking its type, cron string, time zone
     /// and repeats ([`ClientError::Invalid`] names the field).
     pub async fn add_schedule(&self, request: &ScheduleRequest) -> Result<Schedule, ClientError> {
-        use crate::schedule::{Frequency, Recurrence, Timestamp, parse_repeats};
-        let invalid = |e: crate::schedule::ScheduleError| ClientError::Invalid(e.to_string());
-        if request.name.trim().is_empty() {
-            return Err(ClientError::Invalid("name: a schedule needs a name".into()));
-        }
-        let frequency = Frequency::parse(&request.kind, request.minutes, request.cron.as_deref())
-            .map_err(invalid)?;
-        let repeats = parse_repeats(request.repeats).map_err(invalid)?;
-        let now = Timestamp::now();
-        let first = match request.next_run_ms {
-            Some(ms) => Timestamp::from_millisecond(ms)
-                .map_err(|e| ClientError::Invalid(format!("next_run: {e}")))?,
-            None => Recurrence::first_due(&frequency, &request.tz, now).map_err(invalid)?,
-        };
-        // Checks the time zone and that the schedule can be computed.
-        Recurrence::new(frequency.clone(), &request.tz, first).map_err(invalid)?;
         let record = self.record(&request.task).await?;
-        let spec = ScheduleSpec {
-            name: request.name.clone(),
-            module: record.module_name,
-            digest: record.module,
-            task: record.task,
-            input: record.input,
-            queue: request.task.queue.clone(),
-            group: request.task.group.clone(),
-            priority: request.task.priority,
-            kind: frequency.kind().to_owned(),
-            minutes: frequency.minutes(),
-            cron: frequency.cron().map(str::to_owned),
-            tz: request.tz.clone(),
-            next_run_ms: first.as_millisecond(),
-            repeats,
-            catch_up: request.catch_up,
-            cluster: request.cluster.clone(),
-        };
+        let spec = schedule_spec(request, record, None)?;
+        Ok(self.store.add_schedule(&spec).await?)
+    }
+
+    /// [`add_schedule`](Self::add_schedule) for `tenant`, its module
+    /// resolved (to `digest`, run as `module_name`, one of the tenant's):
+    /// stored as `tenant/NAME`, its tasks run for the tenant.
+    pub async fn add_tenant_schedule(
+        &self,
+        tenant: &str,
+        request: &ScheduleRequest,
+        digest: Digest,
+        module_name: String,
+    ) -> Result<Schedule, ClientError> {
+        let record = self.record_resolved(&request.task, digest, module_name)?;
+        let mut spec = schedule_spec(request, record, Some(tenant))?;
+        spec.name = format!("{tenant}/{}", request.name);
+        spec.group = spec.group.map(|g| tenant_group(tenant, &g));
         Ok(self.store.add_schedule(&spec).await?)
     }
 
@@ -728,6 +712,51 @@ impl Client {
             pause = (pause * 2).min(Duration::from_millis(100));
         }
     }
+}
+
+/// The stored schedule of a request whose task is made into `record`,
+/// after checking its type, cron string, time zone and repeats.
+fn schedule_spec(
+    request: &ScheduleRequest,
+    record: TaskRecord,
+    tenant: Option<&str>,
+) -> Result<ScheduleSpec, ClientError> {
+    use crate::schedule::{Frequency, Recurrence, Timestamp, parse_repeats};
+    let invalid = |e: crate::schedule::ScheduleError| ClientError::Invalid(e.to_string());
+    if request.name.trim().is_empty() {
+        return Err(ClientError::Invalid("name: a schedule needs a name".into()));
+    }
+    let frequency = Frequency::parse(&request.kind, request.minutes, request.cron.as_deref())
+        .map_err(invalid)?;
+    let repeats = parse_repeats(request.repeats).map_err(invalid)?;
+    let first = match request.next_run_ms {
+        Some(ms) => Timestamp::from_millisecond(ms)
+            .map_err(|e| ClientError::Invalid(format!("next_run: {e}")))?,
+        None => {
+            Recurrence::first_due(&frequency, &request.tz, Timestamp::now()).map_err(invalid)?
+        }
+    };
+    // Checks the time zone and that the schedule can be computed.
+    Recurrence::new(frequency.clone(), &request.tz, first).map_err(invalid)?;
+    Ok(ScheduleSpec {
+        name: request.name.clone(),
+        module: record.module_name,
+        digest: record.module,
+        task: record.task,
+        input: record.input,
+        queue: request.task.queue.clone(),
+        group: request.task.group.clone(),
+        priority: request.task.priority,
+        kind: frequency.kind().to_owned(),
+        minutes: frequency.minutes(),
+        cron: frequency.cron().map(str::to_owned),
+        tz: request.tz.clone(),
+        next_run_ms: first.as_millisecond(),
+        repeats,
+        catch_up: request.catch_up,
+        cluster: request.cluster.clone(),
+        tenant: tenant.map(str::to_owned),
+    })
 }
 
 /// The stored name of `tenant`'s group `group`.

@@ -707,3 +707,64 @@ async fn schemathesis_finds_no_server_errors_or_answers_off_the_schema() {
         "{stdout}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenants_schedule_fires_for_it_alone() {
+    let service = Service::start(&["--workers", "2"], &[]);
+    let a = service.tenant("alpha", &[]);
+    let b = service.tenant("beta", &[]);
+    assert_eq!(service.upload(&a, "basics", "basics").await.0, 201);
+    let (status, body) = service
+        .post(
+            &a,
+            "/v1/schedules",
+            json!({"name": "tick", "module": "basics", "task": "add", "args": [2, 3], "kind": "cron", "cron": "61 * * * *"}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = service
+        .post(
+            &a,
+            "/v1/schedules",
+            json!({"name": "tick", "module": "basics", "task": "add", "args": [2, 3], "kind": "once"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["name"], "tick");
+    let (status, _) = service
+        .post(
+            &b,
+            "/v1/schedules",
+            json!({"name": "tick", "module": "basics", "task": "add", "kind": "once"}),
+        )
+        .await;
+    assert_eq!(status, 404, "B has no module basics");
+
+    let mut last_task = Value::Null;
+    for _ in 0..300 {
+        let (status, schedule) = service.get(&a, "/v1/schedules/tick").await;
+        assert_eq!(status, 200, "{schedule}");
+        last_task = schedule["last_task"].clone();
+        if !last_task.is_null() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let task = last_task.as_str().expect("the schedule fired");
+    let result = service.result(&a, task).await;
+    assert_eq!(result["value"], 5, "{result}");
+
+    // Tenant B sees neither the schedule nor its task.
+    for path in ["/v1/schedules/tick".to_owned(), format!("/v1/tasks/{task}")] {
+        let (status, _) = service.get(&b, &path).await;
+        assert_eq!(status, 404, "{path}");
+    }
+    let (_, listed) = service.get(&b, "/v1/schedules").await;
+    assert_eq!(listed, json!([]));
+    let (status, _) = service.delete(&b, "/v1/schedules/tick").await;
+    assert_eq!(status, 404);
+    let (status, _) = service.delete(&a, "/v1/schedules/tick").await;
+    assert_eq!(status, 204);
+    let (status, _) = service.get(&a, "/v1/schedules/tick").await;
+    assert_eq!(status, 404);
+}

@@ -113,9 +113,14 @@ fn decide(shared: &Shared, schedule: &Schedule, digest: crate::Digest, now: i64)
         }
     };
     let next_run_ms = if spec.repeats == 1 { None } else { next };
-    let queue = spec.queue.as_deref().unwrap_or(shared.queue());
+    let mut queue = spec.queue.as_deref().unwrap_or(shared.queue()).to_owned();
+    if let Some(tenant) = &spec.tenant {
+        queue = crate::tenant::tenant_queue(&queue, tenant);
+    }
+    let queue = queue.as_str();
     let mut record = TaskRecord::new(digest, &spec.module, &spec.task, spec.input.clone(), queue);
     record.group = spec.group.clone();
+    record.tenant = spec.tenant.clone();
     record.priority = spec.priority;
     let task = match shared.codec.encode(&record) {
         Ok(package) => Some(Deferred {

@@ -4,7 +4,7 @@
 //! document at `/openapi.json` is generated from the handlers (utoipa).
 //!
 //! - [`auth`]: bearer keys, checked against stored hashes.
-//! - [`modules`], [`tasks`], [`info`]: the routes.
+//! - [`modules`], [`tasks`], [`schedules`], [`info`]: the routes.
 //! - [`error`]: the one error shape; [`extract`]: extractors that use it.
 //!
 //! Limits: JSON bodies are capped (`max_body`), uploads are capped by
@@ -17,6 +17,7 @@ pub mod error;
 pub mod extract;
 pub mod info;
 pub mod modules;
+pub mod schedules;
 pub mod tasks;
 
 use std::time::Duration;
@@ -93,12 +94,14 @@ impl AppState {
         info::health,
         modules::upload, modules::list, modules::get, modules::delete, modules::set_grants,
         tasks::enqueue, tasks::enqueue_batch, tasks::get, tasks::cancel, tasks::group,
+        schedules::create, schedules::list, schedules::get, schedules::delete,
         info::queues, info::cluster, info::usage, info::audit,
     ),
     modifiers(&BearerAuth),
     tags(
         (name = "modules", description = "WebAssembly modules of the caller's tenant"),
         (name = "tasks", description = "Tasks, results and groups"),
+        (name = "schedules", description = "Tasks run on a schedule"),
         (name = "info", description = "Queues, clusters, usage and audit"),
     )
 )]
@@ -136,6 +139,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tasks/batch", axum::routing::post(tasks::enqueue_batch))
         .route("/v1/tasks/{id}", get(tasks::get).delete(tasks::cancel))
         .route("/v1/groups/{group}", get(tasks::group))
+        .route(
+            "/v1/schedules",
+            get(schedules::list).post(schedules::create),
+        )
+        .route(
+            "/v1/schedules/{name}",
+            get(schedules::get).delete(schedules::delete),
+        )
         .route("/v1/queues", get(info::queues))
         .route("/v1/cluster", get(info::cluster))
         .route("/v1/usage", get(info::usage))

@@ -49,6 +49,10 @@ pub struct ScheduleSpec {
     pub catch_up: bool,
     /// Only clusters of this name run it.
     pub cluster: Option<String>,
+    /// The tenant it belongs to: its module is the tenant's, its tasks
+    /// run for the tenant (in the tenant's queue, owned by it). Its stored
+    /// name is `tenant/name`.
+    pub tenant: Option<String>,
 }
 
 /// A stored schedule.
@@ -92,6 +96,7 @@ impl Schedule {
                 repeats: row.int("repeats")?,
                 catch_up: row.int("catch_up")? != 0,
                 cluster: row.opt_text("cluster")?,
+                tenant: row.opt_text("tenant")?,
             },
             anchor_ms: row.int("anchor")?,
             last_run_ms: row.opt_int("last_run")?,
@@ -129,8 +134,8 @@ impl Store {
         let inserted = with_pool!(self, pool => {
             sqlx::query(
                 "INSERT INTO wasq_schedules (name, module, digest, task, input, queue, grp, priority, kind,
-                    minutes, cron, tz, anchor, next_run, repeats, catch_up, cluster, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14, $15, $16, $17)
+                    minutes, cron, tz, anchor, next_run, repeats, catch_up, cluster, created_at, tenant)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14, $15, $16, $17, $18)
                  ON CONFLICT (name) DO NOTHING",
             )
             .bind(&spec.name)
@@ -150,6 +155,7 @@ impl Store {
             .bind(i64::from(spec.catch_up))
             .bind(&spec.cluster)
             .bind(now)
+            .bind(&spec.tenant)
             .execute(pool)
             .await?
             .rows_affected()
@@ -182,6 +188,19 @@ impl Store {
             let rows = sqlx::query("SELECT * FROM wasq_schedules ORDER BY repeats = 0, next_run, name")
                 .fetch_all(pool)
                 .await?;
+            rows.iter().map(Schedule::from_row).collect()
+        })
+    }
+
+    /// A tenant's schedules, by next run.
+    pub async fn tenant_schedules(&self, tenant: &str) -> Result<Vec<Schedule>, StoreError> {
+        with_pool!(self, pool => {
+            let rows = sqlx::query(
+                "SELECT * FROM wasq_schedules WHERE tenant = $1 ORDER BY repeats = 0, next_run, name",
+            )
+            .bind(tenant)
+            .fetch_all(pool)
+            .await?;
             rows.iter().map(Schedule::from_row).collect()
         })
     }
@@ -241,11 +260,19 @@ impl Store {
                     .map(Schedule::from_row)
                     .collect::<Result<Vec<_>, _>>()?;
                 for schedule in due {
-                    let current: Option<String> =
-                        sqlx::query_scalar("SELECT digest FROM wasq_module_names WHERE name = $1")
+                    let current: Option<String> = match &schedule.spec.tenant {
+                        None => sqlx::query_scalar("SELECT digest FROM wasq_module_names WHERE name = $1")
                             .bind(&schedule.spec.module)
                             .fetch_optional(&mut *$tx)
-                            .await?;
+                            .await?,
+                        Some(tenant) => sqlx::query_scalar(
+                            "SELECT digest FROM wasq_tenant_modules WHERE tenant = $1 AND name = $2",
+                        )
+                        .bind(tenant)
+                        .bind(&schedule.spec.module)
+                        .fetch_optional(&mut *$tx)
+                        .await?,
+                    };
                     let digest = match current {
                         Some(d) => parse_digest(&d)?,
                         None => schedule.spec.digest,
@@ -283,6 +310,14 @@ impl Store {
                             .bind(&task.package)
                             .execute(&mut *$tx)
                             .await?;
+                        if let Some(tenant) = &schedule.spec.tenant {
+                            sqlx::query(super::tenants::OWN_TASK)
+                                .bind(&task.task_id)
+                                .bind(tenant)
+                                .bind(now)
+                                .execute(&mut *$tx)
+                                .await?;
+                        }
                         started.push(task.task_id);
                     }
                 }

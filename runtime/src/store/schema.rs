@@ -181,6 +181,12 @@ CREATE TABLE wasq_audit (
 );
 "#,
     ),
+    (
+        4,
+        r#"
+ALTER TABLE wasq_schedules ADD COLUMN tenant TEXT;
+"#,
+    ),
 ];
 
 /// PostgreSQL: `(version, SQL)` pairs, oldest first, matching [`SQLITE`].
@@ -356,6 +362,12 @@ CREATE TABLE wasq_audit (
     action TEXT NOT NULL,
     detail TEXT NOT NULL
 );
+"#,
+    ),
+    (
+        4,
+        r#"
+ALTER TABLE wasq_schedules ADD COLUMN tenant TEXT;
 "#,
     ),
 ];

@@ -97,6 +97,9 @@ fn module_from(row: ModuleRow) -> Result<TenantModule, StoreError> {
     })
 }
 
+/// Records the owner of a task: `(id, tenant, at)`.
+pub(super) const OWN_TASK: &str = "INSERT INTO wasq_tenant_tasks (id, tenant, at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING";
+
 const TENANT_COLUMNS: &str = "SELECT name, weight, quotas, created_at FROM wasq_tenants";
 const KEY_COLUMNS: &str =
     "SELECT id, tenant, hash, label, created_at, revoked_at FROM wasq_api_keys";
@@ -380,7 +383,7 @@ impl Store {
         with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             for id in ids {
-                sqlx::query("INSERT INTO wasq_tenant_tasks (id, tenant, at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING")
+                sqlx::query(OWN_TASK)
                     .bind(id)
                     .bind(tenant)
                     .bind(now)
