@@ -68,8 +68,9 @@ pub struct Config {
     pub scheduler: bool,
     /// zstd-compress large task packages. Default: `false`.
     pub compress: bool,
-    /// Successful results kept (oldest dropped first); failures are always
-    /// kept. 0 keeps all, -1 keeps none. Default: 250.
+    /// Successful results kept per queue (oldest dropped first; each
+    /// tenant's tasks have queues of their own); failures are always kept.
+    /// 0 keeps all, -1 keeps none. Default: 250.
     pub save_limit: i64,
     /// Tasks a cluster holds (running or waiting for a worker). Default:
     /// 32 per worker.

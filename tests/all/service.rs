@@ -59,6 +59,24 @@ impl Service {
         self.dir.path()
     }
 
+    /// The logs of the processes started in its directory, for failure
+    /// messages.
+    fn logs(&self) -> String {
+        let mut logs = String::new();
+        for entry in std::fs::read_dir(self.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "log") {
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                logs.push_str(&format!("--- {}\n{text}\n", path.display()));
+            }
+        }
+        logs
+    }
+
     fn wasq(&self, args: &[&str]) -> Run {
         let env: Vec<(&str, &str)> = self
             .env
@@ -449,9 +467,22 @@ async fn a_100_mb_upload_is_refused_without_being_read_into_memory() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_small_tenant_is_served_before_a_big_backlog() {
+    small_tenant_first(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_small_tenant_is_served_before_a_big_backlog_on_redis_and_postgres() {
+    let broker = wasq_tests::server_url("WASQ_TEST_REDIS_URL");
+    let store = wasq_tests::postgres_database().await;
+    small_tenant_first(&[("WASQ_BROKER", &broker), ("WASQ_STORE", &store)]).await;
+}
+
+/// Tenant A queues 10,000 tasks, then tenant B 10, then a cluster starts:
+/// B's are done before A has done a tenth of its own.
+async fn small_tenant_first(env: &[(&str, &str)]) {
     // The API alone first: both tenants' tasks are queued before a
     // cluster starts.
-    let service = Service::start(&[], &[]);
+    let service = Service::start(&[], env);
     let a = service.tenant("alpha", &[]);
     let b = service.tenant("beta", &[]);
     assert_eq!(service.upload(&a, "basics", "basics").await.0, 201);
@@ -472,7 +503,9 @@ async fn a_small_tenant_is_served_before_a_big_backlog() {
             )
             .await;
     }
-    let _cluster = ClusterProcess::start(service.path(), &["--workers", "2"], &[]);
+    let (_, queues) = service.get(&a, "/v1/queues").await;
+    assert_eq!(queues, json!([{"queue": "default", "size": 10000}]));
+    let _cluster = ClusterProcess::start(service.path(), &["--workers", "2"], env);
     let mut b_done = 0;
     for _ in 0..600 {
         b_done = service.group(&b, "few").await.len();
@@ -481,7 +514,7 @@ async fn a_small_tenant_is_served_before_a_big_backlog() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(b_done, 10, "B's tasks did not finish");
+    assert_eq!(b_done, 10, "B's tasks did not finish\n{}", service.logs());
     let a_done = service.group(&a, "bulk").await.len();
     assert!(
         a_done < 1000,

@@ -407,9 +407,10 @@ impl Store {
                     .chain(also_saved.iter().map(String::as_str))
                     .collect();
                 write_followups!(tx, followups, saved_ids);
-                if prunes(results, save_limit) {
+                for queue in pruned_queues(results, save_limit) {
                     sqlx::query(PRUNE)
                         .bind(save_limit - 1)
+                        .bind(queue)
                         .execute(&mut *tx)
                         .await?;
                 }
@@ -466,9 +467,10 @@ impl Store {
                     .chain(also_saved.iter().map(String::as_str))
                     .collect();
                 write_followups!(tx, followups, saved_ids);
-                if prunes(results, save_limit) {
+                for queue in pruned_queues(results, save_limit) {
                     sqlx::query(PRUNE)
                         .bind(save_limit - 1)
+                        .bind(queue)
                         .execute(&mut *tx)
                         .await?;
                 }
@@ -647,13 +649,25 @@ impl Store {
 }
 
 /// Keeps the newest `save_limit` successes: `$1` is `save_limit - 1`.
-const PRUNE: &str = "DELETE FROM wasq_results WHERE success = 1 AND stopped_at < (
-    SELECT stopped_at FROM wasq_results WHERE success = 1
+const PRUNE: &str = "DELETE FROM wasq_results WHERE success = 1 AND queue = $2 AND stopped_at < (
+    SELECT stopped_at FROM wasq_results WHERE success = 1 AND queue = $2
     ORDER BY stopped_at DESC LIMIT 1 OFFSET $1)";
 
-/// Whether a batch calls for [`PRUNE`].
-fn prunes(results: &[TaskResult], save_limit: i64) -> bool {
-    save_limit > 0 && results.iter().any(|r| r.success)
+/// The queues a batch calls for [`PRUNE`] in: `save_limit` counts per
+/// queue, so one tenant's successes (in its own queue) never push out
+/// another's.
+fn pruned_queues(results: &[TaskResult], save_limit: i64) -> Vec<&str> {
+    if save_limit <= 0 {
+        return Vec::new();
+    }
+    let mut queues: Vec<&str> = results
+        .iter()
+        .filter(|r| r.success)
+        .map(|r| r.queue.as_str())
+        .collect();
+    queues.sort_unstable();
+    queues.dedup();
+    queues
 }
 
 /// The store (or result cache) at `url` cannot be reached, and why; the

@@ -187,6 +187,12 @@ CREATE TABLE wasq_audit (
 ALTER TABLE wasq_schedules ADD COLUMN tenant TEXT;
 "#,
     ),
+    (
+        5,
+        r#"
+CREATE INDEX wasq_results_queue ON wasq_results (queue, success, stopped_at);
+"#,
+    ),
 ];
 
 /// PostgreSQL: `(version, SQL)` pairs, oldest first, matching [`SQLITE`].
@@ -368,6 +374,12 @@ CREATE TABLE wasq_audit (
         4,
         r#"
 ALTER TABLE wasq_schedules ADD COLUMN tenant TEXT;
+"#,
+    ),
+    (
+        5,
+        r#"
+CREATE INDEX wasq_results_queue ON wasq_results (queue, success, stopped_at);
 "#,
     ),
 ];

@@ -37,6 +37,7 @@ store_tests!(
     a_batch_with_a_task_twice_saves_its_first,
     clusters_and_rejections,
     migrations_run_once,
+    tenants_keys_modules_usage_and_audit,
 );
 
 async fn sqlite_store() -> (Store, Box<dyn Any>) {
@@ -262,4 +263,117 @@ async fn two_connections_to_one_postgres_database_migrate_once() {
     let (a, b) = (a.unwrap(), b.unwrap());
     a.put_module(b"shared", Some("shared")).await.unwrap();
     assert!(b.resolve_module("shared").await.unwrap().is_some());
+}
+
+async fn tenants_keys_modules_usage_and_audit(store: Store) {
+    use crate::tenant::{Grants, Quotas, Tenant};
+    let mut quotas = Quotas::default();
+    quotas.set("max_queued", 7).unwrap();
+    let tenant = Tenant {
+        name: "acme".into(),
+        weight: 2,
+        quotas,
+        created_at_ms: 1,
+    };
+    store.create_tenant(&tenant).await.unwrap();
+    assert!(matches!(
+        store.create_tenant(&tenant).await,
+        Err(StoreError::Duplicate(_))
+    ));
+    assert_eq!(store.tenant("acme").await.unwrap(), Some(tenant.clone()));
+    assert_eq!(store.tenants().await.unwrap().len(), 1);
+
+    let key = store
+        .create_key("0123456789ab", Some("acme"), "h", "ci")
+        .await
+        .unwrap();
+    let admin = store
+        .create_key("ba9876543210", None, "h2", "")
+        .await
+        .unwrap();
+    assert_eq!(store.key("0123456789ab").await.unwrap(), Some(key));
+    assert_eq!(store.keys(Some("acme")).await.unwrap().len(), 1);
+    assert_eq!(store.keys(None).await.unwrap().len(), 2);
+    assert!(store.revoke_key(&admin.id).await.unwrap());
+    assert!(!store.revoke_key(&admin.id).await.unwrap(), "revoked twice");
+
+    let module = store
+        .put_tenant_module("acme", "m", b"\0asm\x01\0\0\0", None)
+        .await
+        .unwrap();
+    assert_eq!(module.grants, Grants::default());
+    let grants = Grants {
+        scratch: true,
+        ..Grants::default()
+    };
+    assert!(store.set_module_grants("acme", "m", &grants).await.unwrap());
+    // A new upload keeps the grants; another tenant sees nothing.
+    store
+        .put_tenant_module("acme", "m", b"\0asm\x01\0\0\0", None)
+        .await
+        .unwrap();
+    let found = store.tenant_module("acme", "m").await.unwrap().unwrap();
+    assert!(found.grants.scratch);
+    let by_digest = format!("sha256:{}", found.digest);
+    assert!(
+        store
+            .tenant_module("acme", &by_digest)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(store.tenant_module("other", "m").await.unwrap().is_none());
+    assert!(
+        store
+            .tenant_module("other", &by_digest)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    store.own_tasks("acme", &["t1".into()]).await.unwrap();
+    assert_eq!(
+        store.task_owner("t1").await.unwrap().as_deref(),
+        Some("acme")
+    );
+    assert_eq!(store.task_owner("t2").await.unwrap(), None);
+
+    store
+        .add_usage(60_000, &[("acme".into(), 10, 1)])
+        .await
+        .unwrap();
+    store
+        .add_usage(60_000, &[("acme".into(), 5, 2)])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.usage(60_000).await.unwrap().get("acme"),
+        Some(&(15, 3))
+    );
+
+    store
+        .audit(&AuditEntry {
+            at_ms: 2,
+            tenant: Some("acme".into()),
+            actor: "cli".into(),
+            action: "tenant.create".into(),
+            detail: String::new(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.audit_log(Some("acme"), 10).await.unwrap().len(), 1);
+    assert_eq!(store.audit_log(Some("other"), 10).await.unwrap().len(), 0);
+    assert_eq!(store.audit_log(None, 10).await.unwrap().len(), 1);
+
+    assert!(store.remove_tenant("acme").await.unwrap());
+    assert!(
+        store
+            .key("0123456789ab")
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at_ms
+            .is_some()
+    );
+    assert!(store.tenant_module("acme", "m").await.unwrap().is_none());
 }
