@@ -53,6 +53,8 @@ struct State {
 
 pub(crate) struct TenantGate {
     window_ms: i64,
+    /// Whether the last refresh failed (warned once per outage).
+    failing: std::sync::atomic::AtomicBool,
     base: Arc<str>,
     state: Mutex<State>,
 }
@@ -62,6 +64,7 @@ impl TenantGate {
         Self {
             window_ms: config.fuel_window.as_millis().max(1000) as i64,
             base: Arc::from(config.queue.as_str()),
+            failing: std::sync::atomic::AtomicBool::new(false),
             state: Mutex::default(),
         }
     }
@@ -185,8 +188,26 @@ impl TenantGate {
         grants
     }
 
-    /// Writes this cluster's usage and reads tenants and everyone's usage.
+    /// [`refresh_once`](Self::refresh_once), warning once when the store
+    /// stops answering and once when it answers again.
     async fn refresh(&self, shared: &Shared) {
+        use std::sync::atomic::Ordering;
+        match self.refresh_once(shared).await {
+            Ok(()) => {
+                if self.failing.swap(false, Ordering::Relaxed) {
+                    tracing::warn!("the store answers again; tenants' quotas are current");
+                }
+            }
+            Err(error) => {
+                if !self.failing.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(%error, "cannot read tenants or record their fuel; retrying");
+                }
+            }
+        }
+    }
+
+    /// Writes this cluster's usage and reads tenants and everyone's usage.
+    async fn refresh_once(&self, shared: &Shared) -> Result<(), crate::store::StoreError> {
         let unflushed = std::mem::take(&mut self.state().unflushed);
         for (window, usage) in unflushed {
             let rows: Vec<(String, u64, u64)> = usage
@@ -194,7 +215,6 @@ impl TenantGate {
                 .map(|(tenant, (fuel, tasks))| (tenant.clone(), *fuel, *tasks))
                 .collect();
             if let Err(error) = shared.store.add_usage(window, &rows).await {
-                tracing::warn!(%error, "cannot record tenants' fuel; retrying");
                 let mut state = self.state();
                 let pending = state.unflushed.entry(window).or_default();
                 for (tenant, (fuel, tasks)) in usage {
@@ -202,23 +222,13 @@ impl TenantGate {
                     slot.0 += fuel;
                     slot.1 += tasks;
                 }
+                drop(state);
+                return Err(error);
             }
         }
-        let tenants = match shared.store.tenants().await {
-            Ok(tenants) => tenants,
-            Err(error) => {
-                tracing::warn!(%error, "cannot read tenants");
-                return;
-            }
-        };
+        let tenants = shared.store.tenants().await?;
         let window = self.window_of(now_ms());
-        let usage = match shared.store.usage(window).await {
-            Ok(usage) => usage,
-            Err(error) => {
-                tracing::warn!(%error, "cannot read tenants' fuel");
-                return;
-            }
-        };
+        let usage = shared.store.usage(window).await?;
         let mut state = self.state();
         state.tenants = tenants
             .into_iter()
@@ -240,6 +250,7 @@ impl TenantGate {
         for (tenant, fuel) in pending {
             *state.used.entry(tenant).or_default() += fuel;
         }
+        Ok(())
     }
 }
 
