@@ -21,7 +21,7 @@ const REFRESH: Duration = Duration::from_millis(250);
 /// How long a module's grants are trusted from the cache.
 const GRANTS_TTL: Duration = Duration::from_secs(2);
 /// Tasks a tenant of weight 1 gets per turn.
-const QUANTUM: usize = 8;
+const QUANTUM: usize = 16;
 
 /// A queue to take from in this turn, and at most how many.
 #[derive(Debug, Clone)]
