@@ -455,9 +455,12 @@ impl Client {
         batches: std::collections::BTreeMap<(String, i32), Vec<Vec<u8>>>,
     ) -> Result<(), ClientError> {
         for ((queue, priority), payloads) in batches {
+            let tenant = queue_tenant(&queue).to_owned();
+            let count = payloads.len() as u64;
             self.broker
                 .enqueue_priority(&queue, priority, payloads)
                 .await?;
+            crate::metrics::enqueued(&tenant, count);
         }
         Ok(())
     }
@@ -510,6 +513,9 @@ impl Client {
                 .await
                 .map_err(ClientError::from),
         };
+        if sent.is_ok() {
+            crate::metrics::enqueued(record.tenant.as_deref().unwrap_or(""), 1);
+        }
         if let Err(error) = sent {
             if let Some(key) = &record.unique_key {
                 let _ = self.store.release_unique(key, &holder).await;
@@ -757,6 +763,11 @@ fn schedule_spec(
         cluster: request.cluster.clone(),
         tenant: tenant.map(str::to_owned),
     })
+}
+
+/// The tenant whose queue `queue` is (`""` for an untenanted one).
+fn queue_tenant(queue: &str) -> &str {
+    queue.rsplit_once("__t_").map_or("", |(_, tenant)| tenant)
 }
 
 /// The stored name of `tenant`'s group `group`.

@@ -58,6 +58,7 @@ mod client;
 pub mod cluster;
 pub mod config;
 mod digest;
+pub mod metrics;
 pub mod package;
 pub mod sandbox;
 pub mod schedule;

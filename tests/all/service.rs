@@ -472,7 +472,12 @@ async fn a_small_tenant_is_served_before_a_big_backlog() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_small_tenant_is_served_before_a_big_backlog_on_redis_and_postgres() {
-    let broker = wasq_tests::server_url("WASQ_TEST_REDIS_URL");
+    // A key prefix of its own on the shared Redis server.
+    let broker = format!(
+        "{}/?prefix=fair{}",
+        wasq_tests::server_url("WASQ_TEST_REDIS_URL").trim_end_matches('/'),
+        &wasq::package::new_task_id()[..8]
+    );
     let store = wasq_tests::postgres_database().await;
     small_tenant_first(&[("WASQ_BROKER", &broker), ("WASQ_STORE", &store)]).await;
 }
@@ -800,4 +805,145 @@ async fn a_tenants_schedule_fires_for_it_alone() {
     assert_eq!(status, 204);
     let (status, _) = service.get(&a, "/v1/schedules/tick").await;
     assert_eq!(status, 404);
+}
+
+/// Parses Prometheus text with the Prometheus client's own parser (from
+/// PyPI, in the venv `cargo xtask test` makes): `name{labels}` → value.
+fn parse_metrics(text: &str) -> std::collections::BTreeMap<String, f64> {
+    let schemathesis = std::env::var("WASQ_TEST_SCHEMATHESIS").unwrap_or_else(|_| {
+        panic!("WASQ_TEST_SCHEMATHESIS is not set: run the tests with `cargo xtask test`")
+    });
+    let python = Path::new(&schemathesis).with_file_name("python");
+    let script = r#"
+import json, sys
+from prometheus_client.parser import text_string_to_metric_families
+out = {}
+for family in text_string_to_metric_families(sys.stdin.read()):
+    for s in family.samples:
+        labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
+        out[f"{s.name}{{{labels}}}"] = s.value
+print(json.dumps(out))
+"#;
+    let mut child = std::process::Command::new(python)
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("the text");
+    let output = child.wait_with_output().expect("the parse");
+    assert!(
+        output.status.success(),
+        "the Prometheus parser refused /metrics: {}\n{text}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("the parsed samples")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_parse_as_prometheus_text_and_count_the_tasks_run() {
+    // The API alone: what is enqueued shows as queue depth.
+    let service = Service::start(&[], &[]);
+    let key = service.tenant("alpha", &[]);
+    let admin = service.key(&["--admin"]);
+    assert_eq!(service.upload(&key, "basics", "basics").await.0, 201);
+    let mut ids = Vec::new();
+    for (task, args) in [
+        ("fib", json!([10])),
+        ("fib", json!([12])),
+        ("fail", json!([])),
+    ] {
+        ids.push(
+            service
+                .enqueue(
+                    &key,
+                    json!({"module": "basics", "task": task, "args": args}),
+                )
+                .await,
+        );
+    }
+    let (status, _) = service.get(&key, "/metrics").await;
+    assert_eq!(
+        status, 403,
+        "a tenant's key may not read every tenant's metrics"
+    );
+    let response = service
+        .http
+        .get(format!("{}/metrics", service.url))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("a response");
+    assert_eq!(response.status().as_u16(), 200);
+    let text = response.text().await.expect("the text");
+    let served = parse_metrics(&text);
+    assert_eq!(
+        served[r#"wasq_queue_depth{queue="default__t_alpha"}"#], 3.0,
+        "{text}"
+    );
+    assert_eq!(
+        served[r#"wasq_tasks_enqueued_total{tenant="alpha"}"#], 3.0,
+        "{text}"
+    );
+
+    // A cluster with its own /metrics runs them.
+    let port = free_port();
+    let address = format!("127.0.0.1:{port}");
+    let _cluster = ClusterProcess::start(
+        service.path(),
+        &["--workers", "2", "--metrics", &address],
+        &[],
+    );
+    for id in &ids {
+        service.result(&key, id).await;
+    }
+    let text = eventually(Duration::from_secs(30), "the cluster's metrics", || {
+        let mut stream = TcpStream::connect(&address).ok()?;
+        stream
+            .write_all(
+                format!("GET /metrics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            )
+            .ok()?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).ok()?;
+        let body = answer.split_once("\r\n\r\n")?.1.to_owned();
+        body.contains("wasq_task_duration_seconds_count")
+            .then_some(body)
+    });
+    let ran = parse_metrics(&text);
+    let sample = |name: &str| {
+        ran.get(name)
+            .copied()
+            .unwrap_or_else(|| panic!("no sample {name} in\n{text}"))
+    };
+    assert_eq!(sample(r#"wasq_tasks_started_total{tenant="alpha"}"#), 3.0);
+    assert_eq!(
+        sample(r#"wasq_tasks_finished_total{outcome="success",tenant="alpha"}"#),
+        2.0
+    );
+    assert_eq!(
+        sample(r#"wasq_tasks_finished_total{outcome="guest_error",tenant="alpha"}"#),
+        1.0
+    );
+    assert_eq!(
+        sample(r#"wasq_task_duration_seconds_count{tenant="alpha"}"#),
+        3.0
+    );
+    assert_eq!(
+        sample(r#"wasq_task_duration_seconds_bucket{le="+Inf",tenant="alpha"}"#),
+        3.0
+    );
+    assert_eq!(sample(r#"wasq_task_fuel_count{tenant="alpha"}"#), 3.0);
+    assert_eq!(
+        sample("wasq_compile_cache_hits_total{}") + sample("wasq_compile_cache_misses_total{}"),
+        3.0
+    );
+    assert_eq!(sample("wasq_pool_slots_in_use{}"), 0.0);
 }

@@ -145,8 +145,10 @@ enum ModuleError {
 
 async fn module_for(shared: &Shared, record: &TaskRecord) -> Result<TaskModule, ModuleError> {
     if let Some(module) = shared.sandbox.cached(&record.module) {
+        crate::metrics::count("wasq_compile_cache_hits_total", &[], 1);
         return Ok(module);
     }
+    crate::metrics::count("wasq_compile_cache_misses_total", &[], 1);
     let bytes = shared
         .store
         .module_bytes(&record.module)
@@ -170,6 +172,11 @@ async fn execute(
 ) {
     let started_at = now_ms();
     shared.mark_start();
+    let tenant = job.record.tenant.as_deref().unwrap_or("");
+    crate::metrics::count("wasq_tasks_started_total", &[("tenant", tenant)], 1);
+    if job.deliveries > 1 {
+        crate::metrics::count("wasq_redeliveries_total", &[("tenant", tenant)], 1);
+    }
     let execution = match module_for(&shared, &job.record).await {
         Ok(module) => {
             let mut call = TaskCall {
@@ -227,6 +234,12 @@ async fn execute(
             .tenants
             .finished(tenant, execution.usage.fuel_consumed.unwrap_or(0));
     }
+    crate::metrics::finished(
+        job.record.tenant.as_deref().unwrap_or(""),
+        execution.outcome.kind().as_str(),
+        execution.usage.wall.as_secs_f64(),
+        execution.usage.fuel_consumed,
+    );
     let _ = done.send(Completion::new(&shared, job, &execution, started_at));
 }
 

@@ -24,11 +24,14 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             for chunk in acks.chunks(500) {
                 match shared.broker.renew(&queue, chunk, lease).await {
                     Ok(still) => {
+                        let renewed = still.iter().filter(|r| **r).count() as u64;
+                        crate::metrics::count("wasq_leases_renewed_total", &[], renewed);
                         // A task acknowledged since the snapshot is gone from
                         // the broker too: only one still held was really lost.
                         let held_now = shared.held();
                         for (ack, renewed) in chunk.iter().zip(still) {
                             if !renewed && held_now.contains(&(queue.clone(), ack.clone())) {
+                                crate::metrics::count("wasq_leases_lost_total", &[], 1);
                                 tracing::warn!(%ack, "lost the lease of a running task");
                             }
                         }

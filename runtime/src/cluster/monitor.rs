@@ -93,6 +93,10 @@ async fn flush(shared: &Shared, batch: Vec<Completion>) {
     loop {
         match acknowledge(shared, &acks).await {
             Ok(held) => {
+                let lost = held.iter().filter(|h| !**h).count() as u64;
+                if lost > 0 {
+                    crate::metrics::count("wasq_leases_lost_total", &[], lost);
+                }
                 if held.iter().any(|h| !h) {
                     tracing::warn!(
                         lost = held.iter().filter(|h| !**h).count(),

@@ -121,6 +121,12 @@ impl Sandbox {
             .cloned()
     }
 
+    /// Pool slots taken by running tasks now.
+    pub fn slots_in_use(&self) -> u64 {
+        let total = self.inner.config.slots as usize;
+        total.saturating_sub(self.inner.slots.available_permits()) as u64
+    }
+
     /// The compiled module with this digest, if it is in memory.
     pub fn cached(&self, digest: &Digest) -> Option<TaskModule> {
         self.inner.cache.get(digest)

@@ -242,3 +242,59 @@ pub async fn audit(
             .collect(),
     ))
 }
+
+/// The gauges of a scrape: every queue's depth, and the pool slots in use
+/// when this process runs a cluster.
+pub async fn gauges(
+    broker: &wasq_brokers::SharedBroker,
+    sandbox: Option<&crate::Sandbox>,
+) -> Result<crate::metrics::Gauges, wasq_brokers::BrokerError> {
+    let mut queue_depth = Vec::new();
+    for queue in broker.queues().await? {
+        let depth = broker.queue_size(&queue).await?;
+        queue_depth.push((queue, depth));
+    }
+    Ok(crate::metrics::Gauges {
+        queue_depth,
+        pool_slots_in_use: sandbox.map(crate::Sandbox::slots_in_use),
+    })
+}
+
+/// Prometheus metrics (admin keys only): tasks enqueued, started and
+/// finished by outcome and tenant, duration and fuel histograms, leases,
+/// redeliveries, compile cache, queue depth, pool slots.
+#[utoipa::path(get, path = "/metrics", tag = "info",
+    responses(
+        (status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"),
+        (status = 401, description = "No valid key", body = ErrorBody),
+        (status = 403, description = "Not an admin key", body = ErrorBody),
+        (status = 503, description = "Broker unreachable", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn metrics(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<axum::response::Response, ApiError> {
+    if !matches!(caller, Caller::Admin { .. }) {
+        return Err(ApiError::forbidden(
+            "metrics cover every tenant: scrape them with an admin key (`wasq key create --admin`)",
+        ));
+    }
+    let gauges = gauges(state.client.broker(), state.sandbox.as_ref())
+        .await
+        .map_err(|e| ApiError::unavailable(format!("the broker failed: {e}")))?;
+    Ok(prometheus_response(crate::metrics::render(&gauges)))
+}
+
+/// A Prometheus text response.
+pub fn prometheus_response(text: String) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}

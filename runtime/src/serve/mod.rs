@@ -60,6 +60,9 @@ pub struct AppState {
     pub client: Client,
     /// Limits.
     pub limits: ServeLimits,
+    /// The sandbox of the cluster running in this process, if any (for
+    /// `/metrics`).
+    pub sandbox: Option<crate::Sandbox>,
 }
 
 impl AppState {
@@ -95,7 +98,7 @@ impl AppState {
         modules::upload, modules::list, modules::get, modules::delete, modules::set_grants,
         tasks::enqueue, tasks::enqueue_batch, tasks::get, tasks::cancel, tasks::group,
         schedules::create, schedules::list, schedules::get, schedules::delete,
-        info::queues, info::cluster, info::usage, info::audit,
+        info::queues, info::cluster, info::usage, info::audit, info::metrics,
     ),
     modifiers(&BearerAuth),
     tags(
@@ -151,6 +154,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/cluster", get(info::cluster))
         .route("/v1/usage", get(info::usage))
         .route("/v1/audit", get(info::audit))
+        .route("/metrics", get(info::metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
@@ -179,6 +183,25 @@ async fn deadline(State(state): State<AppState>, request: Request, next: Next) -
         Ok(response) => response,
         Err(_) => ApiError::unavailable("the request took too long").into_response(),
     }
+}
+
+/// `/metrics` alone, unauthenticated, for a `wasq cluster` process
+/// (`--metrics ADDR`; bind it where only Prometheus reaches).
+pub fn metrics_router(broker: wasq_brokers::SharedBroker, sandbox: crate::Sandbox) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let (broker, sandbox) = (broker.clone(), sandbox.clone());
+            async move {
+                match info::gauges(&broker, Some(&sandbox)).await {
+                    Ok(gauges) => info::prometheus_response(crate::metrics::render(&gauges)),
+                    Err(error) => {
+                        ApiError::unavailable(format!("the broker failed: {error}")).into_response()
+                    }
+                }
+            }
+        }),
+    )
 }
 
 /// Serves the API on `listener` until `shutdown` resolves.

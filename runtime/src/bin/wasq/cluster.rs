@@ -25,6 +25,10 @@ pub(crate) struct ClusterArgs {
     /// Label shown by `wasq info` [default: the host name].
     #[arg(long)]
     label: Option<String>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (no key: bind it
+    /// where only Prometheus reaches, e.g. 127.0.0.1:9464).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<String>,
     /// Longest wait for running tasks on stop before they are handed back.
     #[arg(long, value_name = "DUR", default_value = "30s", value_parser = wasq::units::parse_duration)]
     grace: Duration,
@@ -65,6 +69,18 @@ pub(crate) async fn cluster(args: ClusterArgs) -> Result<ExitCode, CliError> {
         wasq_brokers::redact(&config.broker),
         wasq_brokers::redact(&config.store),
     );
+    if let Some(address) = &args.metrics {
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .map_err(|e| CliError::usage(anyhow::anyhow!("cannot listen on {address}: {e}")))?;
+        let router = wasq::serve::metrics_router(broker.clone(), sandbox.clone());
+        eprintln!("metrics at http://{address}/metrics");
+        tokio::spawn(async move {
+            if let Err(error) = axum::serve(listener, router).await {
+                tracing::warn!(%error, "the metrics server stopped");
+            }
+        });
+    }
     let cluster = Cluster::start(config, broker, store, sandbox);
     wait_for_stop_signal().await;
     eprintln!(

@@ -51,18 +51,19 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
         .await
         .map_err(|e| CliError::usage(anyhow::anyhow!("cannot listen on {}: {e}", args.listen)))?;
     let address = listener.local_addr().map_err(CliError::other)?;
-    let cluster = match args.workers {
+    let (cluster, sandbox) = match args.workers {
         Some(workers) => {
             config.workers = workers.max(1);
             let sandbox = Sandbox::new(config.sandbox_config())?;
-            Some(Cluster::start(
+            let cluster = Cluster::start(
                 config.clone(),
                 client.broker().clone(),
                 client.store().clone(),
-                sandbox,
-            ))
+                sandbox.clone(),
+            );
+            (Some(cluster), Some(sandbox))
         }
-        None => None,
+        None => (None, None),
     };
     let state = AppState {
         client,
@@ -71,6 +72,7 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
             max_body: args.max_body.min(usize::MAX as u64) as usize,
             request_timeout: args.request_timeout,
         },
+        sandbox,
     };
     eprintln!(
         "wasq serve: http://{address} (OpenAPI at /openapi.json), broker {}, store {}{}",
