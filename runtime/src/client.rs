@@ -455,7 +455,7 @@ impl Client {
         batches: std::collections::BTreeMap<(String, i32), Vec<Vec<u8>>>,
     ) -> Result<(), ClientError> {
         for ((queue, priority), payloads) in batches {
-            let tenant = queue_tenant(&queue).to_owned();
+            let tenant = crate::tenant::queue_tenant(&queue).unwrap_or("").to_owned();
             let count = payloads.len() as u64;
             self.broker
                 .enqueue_priority(&queue, priority, payloads)
@@ -763,11 +763,6 @@ fn schedule_spec(
         cluster: request.cluster.clone(),
         tenant: tenant.map(str::to_owned),
     })
-}
-
-/// The tenant whose queue `queue` is (`""` for an untenanted one).
-fn queue_tenant(queue: &str) -> &str {
-    queue.rsplit_once("__t_").map_or("", |(_, tenant)| tenant)
 }
 
 /// The stored name of `tenant`'s group `group`.

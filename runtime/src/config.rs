@@ -114,6 +114,9 @@ pub struct Config {
     /// Where granted per-task scratch directories are made. Default: the
     /// system's temporary directory.
     pub scratch_dir: Option<PathBuf>,
+    /// Report failed tasks to Sentry at this DSN
+    /// (`https://KEY@HOST/PROJECT`). Default: none.
+    pub sentry_dsn: Option<String>,
 }
 
 impl Default for Config {
@@ -150,6 +153,7 @@ impl Default for Config {
             cache_dir: None,
             fuel_window: Duration::from_secs(60),
             scratch_dir: None,
+            sentry_dsn: None,
         }
     }
 }
@@ -176,7 +180,7 @@ pub enum ConfigError {
     },
 }
 
-const KEYS: [&str; 29] = [
+const KEYS: [&str; 30] = [
     "name",
     "label",
     "workers",
@@ -206,6 +210,7 @@ const KEYS: [&str; 29] = [
     "cache_dir",
     "fuel_window",
     "scratch_dir",
+    "sentry_dsn",
 ];
 
 impl Config {

@@ -60,6 +60,7 @@ pub mod config;
 mod digest;
 pub mod metrics;
 pub mod package;
+pub mod report;
 pub mod sandbox;
 pub mod schedule;
 #[cfg(feature = "serve")]

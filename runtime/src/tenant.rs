@@ -57,6 +57,11 @@ pub fn tenant_queue(queue: &str, tenant: &str) -> String {
     format!("{queue}__t_{tenant}")
 }
 
+/// The tenant whose queue `queue` is, if it is a tenant's.
+pub fn queue_tenant(queue: &str) -> Option<&str> {
+    queue.rsplit_once("__t_").map(|(_, tenant)| tenant)
+}
+
 /// What a tenant may use. `None` is no limit (within the cluster's own
 /// limits).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -69,6 +69,8 @@ pub(crate) struct Shared {
     running: Mutex<HashMap<String, CancelToken>>,
     /// Tenants: their turns, quotas, fuel used and module grants.
     pub(crate) tenants: tenants::TenantGate,
+    /// Told of every task that ends in failure.
+    pub(crate) reporters: Vec<Arc<dyn crate::report::ErrorReporter>>,
 }
 
 impl Shared {
@@ -187,6 +189,18 @@ impl std::fmt::Debug for Cluster {
 impl Cluster {
     /// Starts the pusher, workers, monitor, lease keeper and heartbeat.
     pub fn start(config: Config, broker: SharedBroker, store: Store, sandbox: Sandbox) -> Self {
+        Self::start_reporting(config, broker, store, sandbox, Vec::new())
+    }
+
+    /// [`start`](Self::start), telling `reporters` of every failed task
+    /// (see [`crate::report::from_config`]).
+    pub fn start_reporting(
+        config: Config,
+        broker: SharedBroker,
+        store: Store,
+        sandbox: Sandbox,
+        reporters: Vec<Arc<dyn crate::report::ErrorReporter>>,
+    ) -> Self {
         let (stop_tx, stop_rx) = watch::channel(false);
         let id = format!(
             "{}/{}/{}/{}",
@@ -204,6 +218,7 @@ impl Cluster {
             cancels: Mutex::default(),
             running: Mutex::default(),
             tenants: tenants::TenantGate::new(&config),
+            reporters,
             config,
             id: id.clone(),
             broker,
@@ -290,6 +305,9 @@ impl Cluster {
         }
         for task in self.tasks {
             let _ = task.await;
+        }
+        for reporter in &self.shared.reporters {
+            reporter.flush();
         }
         let _ = self.shared.store.remove_cluster(&self.id).await;
     }

@@ -85,6 +85,7 @@ async fn flush(shared: &Shared, batch: Vec<Completion>) {
     if !followups.deferred.is_empty() {
         shared.outbox.notify_one();
     }
+    report_failures(shared, &results);
     // The results are safe; an acknowledgement that cannot be made is
     // retried while the leases last (a broker restarting), and after that
     // the tasks are redelivered and run again, their first results kept.
@@ -127,6 +128,23 @@ async fn flush(shared: &Shared, batch: Vec<Completion>) {
     }
     shared.done.fetch_add(acks.len() as u64, Ordering::Relaxed);
     shared.room.notify_one();
+}
+
+/// Tells the error reporters of the failures among saved results (a
+/// cancelled task is the user's doing, not a failure to report).
+fn report_failures(shared: &Shared, results: &[TaskResult]) {
+    if shared.reporters.is_empty() {
+        return;
+    }
+    for result in results {
+        if result.success || result.outcome == OutcomeKind::Cancelled.as_str() {
+            continue;
+        }
+        let tenant = crate::tenant::queue_tenant(&result.queue);
+        for reporter in &shared.reporters {
+            reporter.report(result, tenant);
+        }
+    }
 }
 
 /// Acknowledges held deliveries, one call per queue; per delivery,

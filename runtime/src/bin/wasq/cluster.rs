@@ -45,6 +45,8 @@ pub(crate) async fn cluster(args: ClusterArgs) -> Result<ExitCode, CliError> {
     if args.label.is_some() {
         config.label = args.label;
     }
+    let reporters =
+        wasq::report::from_config(&config).map_err(|e| CliError::usage(anyhow::anyhow!(e)))?;
     if config.secret == wasq::config::DEFAULT_SECRET {
         tracing::warn!("using the default secret: set `secret` before machines share a broker");
     }
@@ -81,7 +83,7 @@ pub(crate) async fn cluster(args: ClusterArgs) -> Result<ExitCode, CliError> {
             }
         });
     }
-    let cluster = Cluster::start(config, broker, store, sandbox);
+    let cluster = Cluster::start_reporting(config, broker, store, sandbox, reporters);
     wait_for_stop_signal().await;
     eprintln!(
         "stopping: finishing {} task(s) in flight…",

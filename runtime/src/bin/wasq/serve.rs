@@ -55,11 +55,14 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
         Some(workers) => {
             config.workers = workers.max(1);
             let sandbox = Sandbox::new(config.sandbox_config())?;
-            let cluster = Cluster::start(
+            let reporters = wasq::report::from_config(&config)
+                .map_err(|e| CliError::usage(anyhow::anyhow!(e)))?;
+            let cluster = Cluster::start_reporting(
                 config.clone(),
                 client.broker().clone(),
                 client.store().clone(),
                 sandbox.clone(),
+                reporters,
             );
             (Some(cluster), Some(sandbox))
         }

@@ -1,0 +1,126 @@
+//! Error reporters: a failed task reaches a local endpoint standing in for
+//! Sentry's ingest URL, with its task id and error; a task that succeeds
+//! does not.
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use wasq_tests::{ClusterProcess, eventually, wasm, wasq_in};
+
+/// A stand-in for Sentry: answers every POST with 200 and keeps its path
+/// and body.
+fn fake_sentry() -> (String, Arc<Mutex<Vec<(String, String)>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a port");
+    let port = listener.local_addr().expect("an address").port();
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let kept = received.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream);
+            let mut request_line = String::new();
+            if reader.read_line(&mut request_line).is_err() {
+                continue;
+            }
+            let mut length = 0usize;
+            loop {
+                let mut header = String::new();
+                if reader.read_line(&mut header).is_err() || header.trim().is_empty() {
+                    break;
+                }
+                if let Some((name, value)) = header.split_once(':')
+                    && name.eq_ignore_ascii_case("content-length")
+                {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0u8; length];
+            let _ = reader.read_exact(&mut body);
+            let path = request_line
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or("")
+                .to_owned();
+            kept.lock()
+                .expect("the log")
+                .push((path, String::from_utf8_lossy(&body).into_owned()));
+            let mut stream = reader.into_inner();
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}");
+        }
+    });
+    (format!("http://publickey@127.0.0.1:{port}/42"), received)
+}
+
+#[test]
+fn a_failed_task_reaches_sentry_with_its_id_and_error() {
+    let (dsn, received) = fake_sentry();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let basics = wasm("basics");
+    let run = wasq_in(
+        dir.path(),
+        &[
+            "module",
+            "upload",
+            basics.to_str().expect("a path"),
+            "--name",
+            "basics",
+        ],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let _cluster = ClusterProcess::start(
+        dir.path(),
+        &["--workers", "2"],
+        &[("WASQ_SENTRY_DSN", &dsn)],
+    );
+    let ok = wasq_in(
+        dir.path(),
+        &[
+            "enqueue", "basics", "add", "--args", "[1, 2]", "--wait", "--json",
+        ],
+    );
+    assert_eq!(ok.code, 0, "{ok:?}");
+    let ok_id = ok.json()["id"].as_str().expect("an id").to_owned();
+    let failed = wasq_in(
+        dir.path(),
+        &["enqueue", "basics", "fail", "--wait", "--json"],
+    );
+    assert_eq!(failed.code, 1, "{failed:?}");
+    let failed_id = failed.json()["id"].as_str().expect("an id").to_owned();
+
+    let (path, body) = eventually(Duration::from_secs(30), "the report", || {
+        received
+            .lock()
+            .expect("the log")
+            .iter()
+            .find(|(_, body)| body.contains(&failed_id))
+            .cloned()
+    });
+    assert_eq!(path, "/api/42/envelope/");
+    assert!(body.contains("this task always fails"), "{body}");
+    assert!(body.contains(r#""outcome":"guest_error""#), "{body}");
+    assert!(body.contains(r#""task":"fail""#), "{body}");
+    // Only failures are reported.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        received
+            .lock()
+            .expect("the log")
+            .iter()
+            .all(|(_, body)| !body.contains(&ok_id)),
+        "a successful task was reported"
+    );
+}
+
+#[test]
+fn a_bad_sentry_dsn_is_a_one_line_error() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let run = wasq_tests::wasq_env(
+        dir.path(),
+        &["cluster", "--workers", "1"],
+        &[("WASQ_SENTRY_DSN", "not a dsn")],
+    );
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.one_line_error().contains("sentry_dsn"), "{run:?}");
+}
