@@ -9,9 +9,12 @@ use std::time::Duration;
 
 use wasq_tests::{ClusterProcess, eventually, wasm, wasq_in};
 
+/// The requests a stand-in server received: path and body.
+type Received = Arc<Mutex<Vec<(String, String)>>>;
+
 /// A stand-in for Sentry: answers every POST with 200 and keeps its path
 /// and body.
-fn fake_sentry() -> (String, Arc<Mutex<Vec<(String, String)>>>) {
+fn fake_sentry() -> (String, Received) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("a port");
     let port = listener.local_addr().expect("an address").port();
     let received = Arc::new(Mutex::new(Vec::new()));
