@@ -102,6 +102,17 @@ pub fn ensure_redis() -> Result<PathBuf> {
     find_redis_server().context("apt-get installed redis-server, yet it is not in PATH")
 }
 
+/// tmux, installed with apt-get when missing: the `wasq monitor` test reads
+/// its screen through tmux.
+pub fn ensure_tmux() -> Result<PathBuf> {
+    if let Some(path) = find_in_path("tmux") {
+        return Ok(path);
+    }
+    println!("installing tmux (apt-get): the `wasq monitor` test drives it in a terminal");
+    apt_install(&["tmux"])?;
+    find_in_path("tmux").context("apt-get installed tmux, yet it is not in PATH")
+}
+
 /// [`find_postgres_bin`], installing `postgresql` with apt-get when it is missing; when we are
 /// root, also creates the user `postgres` the servers run as if it does not exist.
 pub fn ensure_postgres() -> Result<PathBuf> {

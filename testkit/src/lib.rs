@@ -41,7 +41,8 @@ mod redis;
 
 pub use install::{
     MOTO_SERVER_VAR, PG_BIN_VAR, REDIS_SERVER_VAR, default_venv, ensure_moto, ensure_postgres,
-    ensure_redis, ensure_venv_requirements, find_moto_server, find_postgres_bin, find_redis_server,
+    ensure_redis, ensure_tmux, ensure_venv_requirements, find_moto_server, find_postgres_bin,
+    find_redis_server,
 };
 pub use moto::MotoServer;
 pub use postgres::PostgresServer;

@@ -18,6 +18,7 @@
 //!   nothing; a broker that is down is named in one line.
 //! - `service`: `wasq serve` through HTTP — tenants isolated, keys, quotas,
 //!   a 100 MB upload, fair scheduling, fuel budgets, grants, schemathesis.
+//! - `monitor`: `wasq monitor` in tmux — a running task, redraws, `q`.
 //! - `reporting`: a failed task reaches a stand-in for Sentry.
 //! - `sandbox_api`: the library API — concurrency without a thread per
 //!   task, the compiled-module cache, limits.
@@ -33,6 +34,7 @@ mod escape;
 mod guests;
 mod languages;
 mod many_clusters;
+mod monitor;
 mod reporting;
 mod run_bad_input;
 mod run_outcomes;

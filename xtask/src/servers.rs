@@ -26,6 +26,7 @@ pub(crate) struct Binaries {
     pg_bin: PathBuf,
     moto_server: PathBuf,
     schemathesis: PathBuf,
+    tmux: PathBuf,
 }
 
 /// Finds the three servers, installing the missing ones (one line printed per install).
@@ -35,6 +36,7 @@ pub(crate) fn ensure(root: &Path) -> Result<Binaries> {
         pg_bin: wasq_testkit::ensure_postgres()?,
         moto_server: wasq_testkit::ensure_moto(&root.join("target/test-venv"))?,
         schemathesis: schemathesis(root)?,
+        tmux: wasq_testkit::ensure_tmux()?,
     })
 }
 
@@ -123,6 +125,7 @@ impl TestServers {
                 path(&self.binaries.moto_server),
             ),
             ("WASQ_TEST_SCHEMATHESIS", path(&self.binaries.schemathesis)),
+            ("WASQ_TEST_TMUX", path(&self.binaries.tmux)),
         ]
     }
 

@@ -47,7 +47,7 @@ pub(crate) async fn refresh(shared: &Shared) -> bool {
     let mut cancels = shared.cancels();
     for (seq, id) in found {
         cancels.seq = cancels.seq.max(seq);
-        if let Some(token) = running.get(&id) {
+        if let Some((token, _)) = running.get(&id) {
             tracing::info!(%id, "cancelling a running task");
             token.cancel();
         }

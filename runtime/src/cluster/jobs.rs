@@ -212,7 +212,7 @@ async fn execute(
                 }
             }
             let span = tracing::debug_span!("task", id = %job.record.id, task = %job.record.task);
-            let cancel = shared.start_cancellable(&job.record.id);
+            let cancel = shared.start_cancellable(&job.record, limits.fuel);
             let execution = shared
                 .sandbox
                 .run_cancellable(&module, &call, &limits, &cancel)

@@ -65,8 +65,9 @@ pub(crate) struct Shared {
     pub(crate) outbox: Notify,
     /// Cancel requests seen.
     cancels: Mutex<cancel::Cancels>,
-    /// The cancel tokens of running tasks, by task id.
-    running: Mutex<HashMap<String, CancelToken>>,
+    /// Running tasks, by id: their cancel tokens and what `wasq monitor`
+    /// shows of them.
+    running: Mutex<HashMap<String, (CancelToken, crate::store::RunningTask)>>,
     /// Tenants: their turns, quotas, fuel used and module grants.
     pub(crate) tenants: tenants::TenantGate,
     /// Told of every task that ends in failure.
@@ -90,7 +91,7 @@ impl Shared {
         self.cancels.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn running(&self) -> MutexGuard<'_, HashMap<String, CancelToken>> {
+    fn running(&self) -> MutexGuard<'_, HashMap<String, (CancelToken, crate::store::RunningTask)>> {
         self.running.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -101,10 +102,23 @@ impl Shared {
 
     /// The cancel token of a task that starts to run (already cancelled
     /// if a request for it was seen).
-    pub(crate) fn start_cancellable(&self, id: &str) -> CancelToken {
+    pub(crate) fn start_cancellable(
+        &self,
+        record: &crate::package::TaskRecord,
+        fuel_limit: u64,
+    ) -> CancelToken {
         let token = CancelToken::new();
-        self.running().insert(id.to_owned(), token.clone());
-        if self.is_cancelled(id) {
+        let shown = crate::store::RunningTask {
+            id: record.id.clone(),
+            module: record.module_name.clone(),
+            task: record.task.clone(),
+            tenant: record.tenant.clone(),
+            started_at_ms: now_ms(),
+            fuel_limit,
+        };
+        self.running()
+            .insert(record.id.clone(), (token.clone(), shown));
+        if self.is_cancelled(&record.id) {
             token.cancel();
         }
         token
@@ -148,6 +162,13 @@ impl Shared {
             in_flight: self.held().len() as u64,
             done: self.done.load(Ordering::Relaxed),
             status: state.into(),
+            running: {
+                let running = self.running();
+                let mut tasks: Vec<_> = running.values().map(|(_, t)| t.clone()).collect();
+                tasks.sort_by_key(|t| t.started_at_ms);
+                tasks.truncate(crate::store::RUNNING_REPORTED);
+                tasks
+            },
         }
     }
 }

@@ -11,7 +11,10 @@ use std::time::Duration;
 use crate::Digest;
 use backend::Backend;
 use cache::ResultCache;
-pub use types::{ClusterStatus, ModuleInfo, OutcomeCounts, Rejected, TaskResult, now_ms};
+pub use types::{
+    ClusterStatus, ModuleInfo, OutcomeCounts, RUNNING_REPORTED, Rejected, RunningTask, TaskResult,
+    now_ms,
+};
 
 /// Runs `$body` with `$pool` bound to the backend's pool; the body is
 /// compiled once per backend, so the same query code serves both.
@@ -600,10 +603,10 @@ impl Store {
     pub async fn heartbeat(&self, status: &ClusterStatus) -> Result<(), StoreError> {
         with_pool!(self, pool => {
             sqlx::query(
-                "INSERT INTO wasq_clusters (id, name, label, host, pid, workers, started_at, heartbeat_at, in_flight, done, status)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                "INSERT INTO wasq_clusters (id, name, label, host, pid, workers, started_at, heartbeat_at, in_flight, done, status, running)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
                  ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, in_flight = excluded.in_flight,
-                    done = excluded.done, status = excluded.status",
+                    done = excluded.done, status = excluded.status, running = excluded.running",
             )
             .bind(&status.id)
             .bind(&status.name)
@@ -616,6 +619,7 @@ impl Store {
             .bind(status.in_flight as i64)
             .bind(status.done as i64)
             .bind(&status.status)
+            .bind(serde_json::to_string(&status.running).ok())
             .execute(pool)
             .await?;
         });

@@ -193,6 +193,12 @@ ALTER TABLE wasq_schedules ADD COLUMN tenant TEXT;
 CREATE INDEX wasq_results_queue ON wasq_results (queue, success, stopped_at);
 "#,
     ),
+    (
+        6,
+        r#"
+ALTER TABLE wasq_clusters ADD COLUMN running TEXT;
+"#,
+    ),
 ];
 
 /// PostgreSQL: `(version, SQL)` pairs, oldest first, matching [`SQLITE`].
@@ -380,6 +386,12 @@ ALTER TABLE wasq_schedules ADD COLUMN tenant TEXT;
         5,
         r#"
 CREATE INDEX wasq_results_queue ON wasq_results (queue, success, stopped_at);
+"#,
+    ),
+    (
+        6,
+        r#"
+ALTER TABLE wasq_clusters ADD COLUMN running TEXT;
 "#,
     ),
 ];

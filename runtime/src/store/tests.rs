@@ -211,6 +211,14 @@ async fn clusters_and_rejections(store: Store) {
         in_flight: 0,
         done: 0,
         status: "running".into(),
+        running: vec![RunningTask {
+            id: "t".into(),
+            module: "m".into(),
+            task: "spin".into(),
+            tenant: None,
+            started_at_ms: 1,
+            fuel_limit: 10,
+        }],
     };
     store.heartbeat(&status).await.unwrap();
     status.done = 5;

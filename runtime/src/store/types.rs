@@ -220,6 +220,23 @@ pub struct Rejected {
     pub cluster: String,
 }
 
+/// A task running in a cluster, as its heartbeat reports it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RunningTask {
+    /// Task id.
+    pub id: String,
+    /// Module name.
+    pub module: String,
+    /// Task name.
+    pub task: String,
+    /// Tenant, if any.
+    pub tenant: Option<String>,
+    /// When it started, ms since the epoch.
+    pub started_at_ms: i64,
+    /// Its fuel budget.
+    pub fuel_limit: u64,
+}
+
 /// What a running cluster reports about itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterStatus {
@@ -245,7 +262,12 @@ pub struct ClusterStatus {
     pub done: u64,
     /// `running` or `stopping`.
     pub status: String,
+    /// Tasks running at the heartbeat (at most [`RUNNING_REPORTED`]).
+    pub running: Vec<RunningTask>,
 }
+
+/// The most running tasks a heartbeat reports.
+pub const RUNNING_REPORTED: usize = 64;
 
 impl ClusterStatus {
     pub(super) fn from_row(row: &impl Columns) -> Result<Self, StoreError> {
@@ -261,6 +283,12 @@ impl ClusterStatus {
             in_flight: row.int("in_flight")? as u64,
             done: row.int("done")? as u64,
             status: row.text("status")?,
+            running: row
+                .opt_text("running")?
+                .map(|json| serde_json::from_str(&json))
+                .transpose()
+                .map_err(|e| StoreError::Corrupt(format!("running tasks: {e}")))?
+                .unwrap_or_default(),
         })
     }
 }

@@ -7,6 +7,7 @@ mod cli_error;
 mod cluster;
 mod demo;
 mod demo_queue;
+mod monitor;
 mod remote;
 mod run;
 mod schedule;
@@ -59,6 +60,7 @@ enum Command {
     Module(admin::ModuleArgs),
     Queue(admin::QueueArgs),
     Info(admin::InfoArgs),
+    Monitor(monitor::MonitorArgs),
     Serve(serve::ServeArgs),
     Tenant(tenants::TenantArgs),
     Key(tenants::KeyArgs),
@@ -89,6 +91,7 @@ fn main() -> ExitCode {
                 Command::Module(args) => admin::module(args).await,
                 Command::Queue(args) => admin::queue(args).await,
                 Command::Info(args) => admin::info(args).await,
+                Command::Monitor(args) => monitor::monitor(args).await,
                 Command::Serve(args) => serve::serve(args).await,
                 Command::Tenant(args) => tenants::tenant(args).await,
                 Command::Key(args) => tenants::key(args).await,
