@@ -515,6 +515,7 @@ impl Client {
         };
         if sent.is_ok() {
             crate::metrics::enqueued(record.tenant.as_deref().unwrap_or(""), 1);
+            tracing::debug!(task_id = %record.id, queue = %record.queue, deferred = record.eta_ms.is_some(), "enqueued");
         }
         if let Err(error) = sent {
             if let Some(key) = &record.unique_key {

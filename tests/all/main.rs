@@ -19,7 +19,8 @@
 //! - `service`: `wasq serve` through HTTP — tenants isolated, keys, quotas,
 //!   a 100 MB upload, fair scheduling, fuel budgets, grants, schemathesis.
 //! - `monitor`: `wasq monitor` in tmux — a running task, redraws, `q`.
-//! - `reporting`: a failed task reaches a stand-in for Sentry.
+//! - `reporting`: a failed task reaches a stand-in for Sentry; logs from
+//!   enqueue to result name the task.
 //! - `sandbox_api`: the library API — concurrency without a thread per
 //!   task, the compiled-module cache, limits.
 //!

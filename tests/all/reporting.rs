@@ -1,6 +1,7 @@
-//! Error reporters: a failed task reaches a local endpoint standing in for
-//! Sentry's ingest URL, with its task id and error; a task that succeeds
-//! does not.
+//! Error reporters and logs: a failed task reaches a local endpoint
+//! standing in for Sentry's ingest URL, with its task id and error (a task
+//! that succeeds does not); the debug log names the task id at enqueue,
+//! start, end and save.
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpListener;
@@ -126,4 +127,62 @@ fn a_bad_sentry_dsn_is_a_one_line_error() {
     );
     assert_eq!(run.code, 2, "{run:?}");
     assert!(run.one_line_error().contains("sentry_dsn"), "{run:?}");
+}
+
+#[test]
+fn logs_from_enqueue_to_result_carry_the_task_id() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let basics = wasm("basics");
+    let run = wasq_in(
+        dir.path(),
+        &[
+            "module",
+            "upload",
+            basics.to_str().expect("a path"),
+            "--name",
+            "basics",
+        ],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let debug = [("WASQ_LOG", "wasq=debug")];
+    let _cluster = ClusterProcess::start(dir.path(), &["--workers", "1"], &debug);
+    let run = wasq_tests::wasq_env(
+        dir.path(),
+        &["enqueue", "basics", "add", "--args", "[1, 2]"],
+        &debug,
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let id = run.stdout.trim().to_owned();
+    let needle = format!("task_id={id}");
+    assert!(
+        run.stderr
+            .lines()
+            .any(|l| l.contains("enqueued") && l.contains(&needle)),
+        "{run:?}"
+    );
+    let waited = wasq_in(dir.path(), &["result", &id, "--wait"]);
+    assert_eq!(waited.code, 0, "{waited:?}");
+    // The cluster's log: the run's span and the saved result name the task.
+    let log = eventually(
+        Duration::from_secs(30),
+        "the cluster's log of the task",
+        || {
+            let log: String = std::fs::read_dir(dir.path())
+                .ok()?
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("cluster-"))
+                .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+                .collect();
+            log.lines()
+                .any(|l| l.contains("result saved") && l.contains(&needle))
+                .then_some(log)
+        },
+    );
+    for event in ["started", "ended"] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains(&needle) && l.contains(&format!(": {event}"))),
+            "no `{event}` with {needle} in\n{log}"
+        );
+    }
 }

@@ -211,13 +211,30 @@ async fn execute(
                     }
                 }
             }
-            let span = tracing::debug_span!("task", id = %job.record.id, task = %job.record.task);
+            let span = tracing::debug_span!(
+                "task",
+                task_id = %job.record.id,
+                module = %job.record.module_name,
+                task = %job.record.task,
+                attempt = job.record.attempt,
+            );
             let cancel = shared.start_cancellable(&job.record, limits.fuel);
-            let execution = shared
-                .sandbox
-                .run_cancellable(&module, &call, &limits, &cancel)
-                .instrument(span)
-                .await;
+            let execution = async {
+                tracing::debug!(deliveries = job.deliveries, "started");
+                let execution = shared
+                    .sandbox
+                    .run_cancellable(&module, &call, &limits, &cancel)
+                    .await;
+                tracing::debug!(
+                    outcome = execution.outcome.kind().as_str(),
+                    wall_us = execution.usage.wall.as_micros() as u64,
+                    fuel = execution.usage.fuel_consumed,
+                    "ended"
+                );
+                execution
+            }
+            .instrument(span)
+            .await;
             shared.end_cancellable(&job.record.id);
             drop(scratch);
             execution

@@ -86,6 +86,11 @@ async fn flush(shared: &Shared, batch: Vec<Completion>) {
         shared.outbox.notify_one();
     }
     report_failures(shared, &results);
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        for result in &results {
+            tracing::debug!(task_id = %result.id, outcome = %result.outcome, "result saved");
+        }
+    }
     // The results are safe; an acknowledgement that cannot be made is
     // retried while the leases last (a broker restarting), and after that
     // the tasks are redelivered and run again, their first results kept.
