@@ -127,6 +127,25 @@ pub fn wat_file(dir: &Path, name: &str, wat: &str) -> PathBuf {
     path
 }
 
+/// A temporary directory whose embedded setup holds the example module
+/// `module` (from `target/wasm/`), uploaded under its own name.
+pub fn dir_with_module(module: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("cannot make a temp dir: {e}"));
+    let path = wasm(module);
+    let run = wasq_in(
+        dir.path(),
+        &[
+            "module",
+            "upload",
+            &path.display().to_string(),
+            "--name",
+            module,
+        ],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    dir
+}
+
 /// A `wasq cluster` process working in `dir` (so the default embedded
 /// setup lands in `dir/.wasq/`). Killed when dropped.
 #[derive(Debug)]

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use wasq_tests::{ClusterProcess, eventually, wasm, wasq_bin, wasq_in};
+use wasq_tests::{ClusterProcess, dir_with_module, eventually, wasq_bin, wasq_in};
 
 /// tmux on a private socket; the server is killed when dropped.
 struct Tmux {
@@ -37,19 +37,7 @@ impl Drop for Tmux {
 #[test]
 fn monitor_shows_a_running_task_and_quits_on_q() {
     let bin = std::env::var("WASQ_TEST_TMUX").unwrap_or_else(|_| "tmux".into());
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let basics = wasm("basics");
-    let run = wasq_in(
-        dir.path(),
-        &[
-            "module",
-            "upload",
-            basics.to_str().expect("a path"),
-            "--name",
-            "basics",
-        ],
-    );
-    assert_eq!(run.code, 0, "{run:?}");
+    let dir = dir_with_module("basics");
     let _cluster = ClusterProcess::start(dir.path(), &["--workers", "2"], &[]);
     let run = wasq_in(
         dir.path(),

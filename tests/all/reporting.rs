@@ -8,7 +8,7 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use wasq_tests::{ClusterProcess, eventually, wasm, wasq_in};
+use wasq_tests::{ClusterProcess, dir_with_module, eventually, wasq_in};
 
 /// The requests a stand-in server received: path and body.
 type Received = Arc<Mutex<Vec<(String, String)>>>;
@@ -60,19 +60,7 @@ fn fake_sentry() -> (String, Received) {
 #[test]
 fn a_failed_task_reaches_sentry_with_its_id_and_error() {
     let (dsn, received) = fake_sentry();
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let basics = wasm("basics");
-    let run = wasq_in(
-        dir.path(),
-        &[
-            "module",
-            "upload",
-            basics.to_str().expect("a path"),
-            "--name",
-            "basics",
-        ],
-    );
-    assert_eq!(run.code, 0, "{run:?}");
+    let dir = dir_with_module("basics");
     let _cluster = ClusterProcess::start(
         dir.path(),
         &["--workers", "2"],
@@ -131,19 +119,7 @@ fn a_bad_sentry_dsn_is_a_one_line_error() {
 
 #[test]
 fn logs_from_enqueue_to_result_carry_the_task_id() {
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let basics = wasm("basics");
-    let run = wasq_in(
-        dir.path(),
-        &[
-            "module",
-            "upload",
-            basics.to_str().expect("a path"),
-            "--name",
-            "basics",
-        ],
-    );
-    assert_eq!(run.code, 0, "{run:?}");
+    let dir = dir_with_module("basics");
     let debug = [("WASQ_LOG", "wasq=debug")];
     let _cluster = ClusterProcess::start(dir.path(), &["--workers", "1"], &debug);
     let run = wasq_tests::wasq_env(

@@ -27,11 +27,11 @@ pub struct ScheduleCreate {
     /// The task inside the module.
     pub task: String,
     /// Positional arguments.
-    #[serde(default = "empty_array")]
+    #[serde(default = "super::tasks::empty_array")]
     #[schema(value_type = Vec<Object>)]
     pub args: serde_json::Value,
     /// Named arguments.
-    #[serde(default = "empty_object")]
+    #[serde(default = "super::tasks::empty_object")]
     #[schema(value_type = Object)]
     pub kwargs: serde_json::Value,
     /// Queue (default: the server's).
@@ -52,14 +52,6 @@ pub struct ScheduleCreate {
     /// The first run, ms since the epoch (default: now, or the next cron
     /// match).
     pub next_run_ms: Option<i64>,
-}
-
-fn empty_array() -> serde_json::Value {
-    serde_json::json!([])
-}
-
-fn empty_object() -> serde_json::Value {
-    serde_json::json!({})
 }
 
 /// A schedule of the caller's.

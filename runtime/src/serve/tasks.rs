@@ -59,11 +59,13 @@ pub struct EnqueueRequest {
     pub delay_secs: Option<u64>,
 }
 
-fn empty_array() -> serde_json::Value {
+/// No positional arguments.
+pub(super) fn empty_array() -> serde_json::Value {
     serde_json::json!([])
 }
 
-fn empty_object() -> serde_json::Value {
+/// No named arguments.
+pub(super) fn empty_object() -> serde_json::Value {
     serde_json::json!({})
 }
 
