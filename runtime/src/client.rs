@@ -410,11 +410,25 @@ impl Client {
         digest: Digest,
         module_name: String,
     ) -> Result<TaskRecord, ClientError> {
+        let record = self.tenant_record(tenant, request, digest, module_name)?;
+        self.submit(record.clone(), None).await?;
+        Ok(record)
+    }
+
+    /// The record of a request of `tenant` whose module is resolved: it
+    /// carries the tenant, goes to the tenant's queue, and its group is
+    /// kept apart from other tenants'.
+    fn tenant_record(
+        &self,
+        tenant: &str,
+        request: &TaskRequest,
+        digest: Digest,
+        module_name: String,
+    ) -> Result<TaskRecord, ClientError> {
         let mut record = self.record_resolved(request, digest, module_name)?;
         record.tenant = Some(tenant.to_owned());
         record.queue = crate::tenant::tenant_queue(&record.queue, tenant);
         record.group = record.group.map(|g| tenant_group(tenant, &g));
-        self.submit(record.clone(), None).await?;
         Ok(record)
     }
 
@@ -430,10 +444,7 @@ impl Client {
         let mut batches: std::collections::BTreeMap<(String, i32), Vec<Vec<u8>>> =
             Default::default();
         for (request, digest, module_name) in tasks {
-            let mut record = self.record_resolved(request, *digest, module_name.clone())?;
-            record.tenant = Some(tenant.to_owned());
-            record.queue = crate::tenant::tenant_queue(&record.queue, tenant);
-            record.group = record.group.map(|g| tenant_group(tenant, &g));
+            let record = self.tenant_record(tenant, request, *digest, module_name.clone())?;
             ids.push(record.id.clone());
             if record.eta_ms.is_some() {
                 self.submit(record, None).await?;
