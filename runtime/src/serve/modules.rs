@@ -83,11 +83,10 @@ pub async fn upload(
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, axum::Json<ModuleView>), ApiError> {
-    let tenant = caller.tenant()?;
-    checked_name(&name)?;
-    let limit = tenant
-        .quotas
-        .max_module_size
+    let limit = caller
+        .tenant()
+        .ok()
+        .and_then(|t| t.quotas.max_module_size)
         .map_or(state.limits.max_upload, |q| q.min(state.limits.max_upload));
     let over = |size: String| {
         ApiError::too_large(format!(
@@ -104,20 +103,14 @@ pub async fn upload(
     {
         return Err(over(format!("{length} bytes")));
     }
-    let store = state.client.store();
-    if let Some(most) = tenant.quotas.max_modules {
-        let held = store.tenant_modules(&tenant.name).await?;
-        if held.len() as u64 >= most && !held.iter().any(|m| m.name == name) {
-            return Err(ApiError::quota(
-                StatusCode::FORBIDDEN,
-                "max_modules",
-                format!(
-                    "the tenant holds {} modules, its quota max_modules is {most}: delete one first",
-                    held.len()
-                ),
-            ));
+    let tenant = match upload_allowed(&state, &caller, &name).await {
+        Ok(tenant) => tenant,
+        Err(error) => {
+            discard(body, limit).await;
+            return Err(error);
         }
-    }
+    };
+    let store = state.client.store();
     // Read at most `limit` bytes; a body that goes over is cut off there.
     let limited = http_body_util::Limited::new(body, limit as usize);
     let bytes = match limited.collect().await {
@@ -144,6 +137,43 @@ pub async fn upload(
         )
         .await?;
     Ok((StatusCode::CREATED, axum::Json(module.into())))
+}
+
+/// The caller's tenant, if it may upload module `name` (a good name, and
+/// room under its `max_modules` quota).
+async fn upload_allowed<'a>(
+    state: &AppState,
+    caller: &'a Caller,
+    name: &str,
+) -> Result<&'a crate::tenant::Tenant, ApiError> {
+    let tenant = caller.tenant()?;
+    checked_name(name)?;
+    if let Some(most) = tenant.quotas.max_modules {
+        let held = state.client.store().tenant_modules(&tenant.name).await?;
+        if held.len() as u64 >= most && !held.iter().any(|m| m.name == name) {
+            return Err(ApiError::quota(
+                StatusCode::FORBIDDEN,
+                "max_modules",
+                format!(
+                    "the tenant holds {} modules, its quota max_modules is {most}: delete one first",
+                    held.len()
+                ),
+            ));
+        }
+    }
+    Ok(tenant)
+}
+
+/// Reads and drops up to `limit` bytes of a refused upload, so that the
+/// client, still sending, gets the answer instead of a reset connection.
+async fn discard(mut body: Body, limit: u64) {
+    let mut read = 0u64;
+    while let Some(Ok(frame)) = body.frame().await {
+        read += frame.data_ref().map_or(0, |d| d.len() as u64);
+        if read > limit {
+            break;
+        }
+    }
 }
 
 /// The caller's modules, by name.
