@@ -657,11 +657,46 @@ impl Client {
         digest: Digest,
         module_name: String,
     ) -> Result<Schedule, ClientError> {
+        let spec = self.tenant_schedule_spec(tenant, request, digest, module_name)?;
+        Ok(self.store.add_schedule(&spec).await?)
+    }
+
+    /// The stored form of a tenant's schedule: named `tenant/NAME`, its
+    /// group kept apart from other tenants'.
+    fn tenant_schedule_spec(
+        &self,
+        tenant: &str,
+        request: &ScheduleRequest,
+        digest: Digest,
+        module_name: String,
+    ) -> Result<ScheduleSpec, ClientError> {
         let record = self.record_resolved(&request.task, digest, module_name)?;
         let mut spec = schedule_spec(request, record, Some(tenant))?;
         spec.name = format!("{tenant}/{}", request.name);
         spec.group = spec.group.map(|g| tenant_group(tenant, &g));
-        Ok(self.store.add_schedule(&spec).await?)
+        Ok(spec)
+    }
+
+    /// Changes what schedule `request.name` runs and when (its runs so far,
+    /// last run and pause stay); [`ClientError::NotFound`] if there is none.
+    /// For a tenant's schedule, `tenant` names it and `module` is the
+    /// tenant's module, resolved (as in
+    /// [`add_tenant_schedule`](Self::add_tenant_schedule)).
+    pub async fn replace_schedule(
+        &self,
+        request: &ScheduleRequest,
+        tenant: Option<(&str, Digest, String)>,
+    ) -> Result<Schedule, ClientError> {
+        let spec = match tenant {
+            None => schedule_spec(request, self.record(&request.task).await?, None)?,
+            Some((tenant, digest, module_name)) => {
+                self.tenant_schedule_spec(tenant, request, digest, module_name)?
+            }
+        };
+        self.store
+            .replace_schedule(&spec)
+            .await?
+            .ok_or_else(|| ClientError::NotFound(format!("no schedule `{}`", request.name)))
     }
 
     /// Enqueues a failed task again as a new task (a fresh id and
@@ -701,6 +736,7 @@ impl Client {
         record.enqueued_at_ms = now_ms() as u64;
         record.unique_key = None;
         let new_id = self.submit(record, None).await?;
+        self.store.hand_on_task(id, &new_id).await?;
         self.store.remove_result(id).await?;
         Ok(new_id)
     }

@@ -62,6 +62,7 @@ macro_rules! write_followups {
 }
 
 mod backend;
+mod browse;
 mod cache;
 mod schedules;
 mod schema;
@@ -69,6 +70,7 @@ mod tenants;
 mod types;
 mod workflow;
 
+pub use browse::{OutcomeBucket, ResultFilter, WaitingTask};
 pub use schedules::{Schedule, ScheduleFire, ScheduleSpec};
 pub use tenants::{AuditEntry, StoredKey, TenantModule};
 pub use workflow::{CancelState, Deferred, Followup, Followups};

@@ -73,6 +73,8 @@ pub struct Schedule {
     pub runs: i64,
     /// When it was made, ms.
     pub created_at_ms: i64,
+    /// Paused: it does not fire until resumed.
+    pub paused: bool,
 }
 
 impl Schedule {
@@ -103,10 +105,11 @@ impl Schedule {
             last_task: row.opt_text("last_task")?,
             runs: row.int("runs")?,
             created_at_ms: row.int("created_at")?,
+            paused: row.int("paused")? != 0,
         })
     }
 
-    /// Whether it will run again.
+    /// Whether it will run again (paused or not).
     pub fn active(&self) -> bool {
         self.spec.repeats != 0
     }
@@ -122,9 +125,11 @@ pub struct ScheduleFire {
     pub task: Option<Deferred>,
 }
 
-const DUE_SQLITE: &str = "SELECT * FROM wasq_schedules WHERE next_run <= $1 AND repeats <> 0
+const DUE_SQLITE: &str =
+    "SELECT * FROM wasq_schedules WHERE next_run <= $1 AND repeats <> 0 AND paused = 0
     AND (cluster IS NULL OR cluster = $2) ORDER BY next_run LIMIT $3";
-const DUE_POSTGRES: &str = "SELECT * FROM wasq_schedules WHERE next_run <= $1 AND repeats <> 0
+const DUE_POSTGRES: &str =
+    "SELECT * FROM wasq_schedules WHERE next_run <= $1 AND repeats <> 0 AND paused = 0
     AND (cluster IS NULL OR cluster = $2) ORDER BY next_run LIMIT $3 FOR UPDATE SKIP LOCKED";
 
 impl Store {
@@ -205,6 +210,62 @@ impl Store {
         })
     }
 
+    /// Replaces what a schedule runs and when (by its name), keeping its
+    /// run count, last run and pause; answers the schedule, or `None` if
+    /// there is no schedule of that name.
+    pub async fn replace_schedule(
+        &self,
+        spec: &ScheduleSpec,
+    ) -> Result<Option<Schedule>, StoreError> {
+        let updated = with_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE wasq_schedules SET module = $2, digest = $3, task = $4, input = $5,
+                    queue = $6, grp = $7, priority = $8, kind = $9, minutes = $10, cron = $11,
+                    tz = $12, anchor = $13, next_run = $13, repeats = $14, catch_up = $15,
+                    cluster = $16
+                 WHERE name = $1 AND tenant IS NOT DISTINCT FROM $17",
+            )
+            .bind(&spec.name)
+            .bind(&spec.module)
+            .bind(spec.digest.to_string())
+            .bind(&spec.task)
+            .bind(&spec.input)
+            .bind(&spec.queue)
+            .bind(&spec.group)
+            .bind(i64::from(spec.priority))
+            .bind(&spec.kind)
+            .bind(spec.minutes.map(i64::from))
+            .bind(&spec.cron)
+            .bind(&spec.tz)
+            .bind(spec.next_run_ms)
+            .bind(spec.repeats)
+            .bind(i64::from(spec.catch_up))
+            .bind(&spec.cluster)
+            .bind(&spec.tenant)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        if updated == 0 {
+            return Ok(None);
+        }
+        self.schedule(&spec.name).await
+    }
+
+    /// Pauses or resumes a schedule; answers whether it exists. A resumed
+    /// schedule that missed runs catches up as after an outage.
+    pub async fn set_schedule_paused(&self, name: &str, paused: bool) -> Result<bool, StoreError> {
+        Ok(with_pool!(self, pool => {
+            sqlx::query("UPDATE wasq_schedules SET paused = $2 WHERE name = $1")
+                .bind(name)
+                .bind(i64::from(paused))
+                .execute(pool)
+                .await?
+                .rows_affected()
+                == 1
+        }))
+    }
+
     /// Removes a schedule; answers whether it existed.
     pub async fn remove_schedule(&self, name: &str) -> Result<bool, StoreError> {
         Ok(with_pool!(self, pool => {
@@ -221,7 +282,7 @@ impl Store {
     pub async fn next_schedule_due(&self, cluster: &str) -> Result<Option<i64>, StoreError> {
         Ok(with_pool!(self, pool => {
             sqlx::query_scalar(
-                "SELECT MIN(next_run) FROM wasq_schedules WHERE repeats <> 0 AND (cluster IS NULL OR cluster = $1)",
+                "SELECT MIN(next_run) FROM wasq_schedules WHERE repeats <> 0 AND paused = 0 AND (cluster IS NULL OR cluster = $1)",
             )
             .bind(cluster)
             .fetch_one(pool)

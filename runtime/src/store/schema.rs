@@ -199,6 +199,14 @@ CREATE INDEX wasq_results_queue ON wasq_results (queue, success, stopped_at);
 ALTER TABLE wasq_clusters ADD COLUMN running TEXT;
 "#,
     ),
+    (
+        7,
+        r#"
+ALTER TABLE wasq_schedules ADD COLUMN paused BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX wasq_results_stopped ON wasq_results (stopped_at);
+CREATE INDEX wasq_tenant_tasks_tenant ON wasq_tenant_tasks (tenant, at);
+"#,
+    ),
 ];
 
 /// PostgreSQL: `(version, SQL)` pairs, oldest first, matching [`SQLITE`].
@@ -392,6 +400,14 @@ CREATE INDEX wasq_results_queue ON wasq_results (queue, success, stopped_at);
         6,
         r#"
 ALTER TABLE wasq_clusters ADD COLUMN running TEXT;
+"#,
+    ),
+    (
+        7,
+        r#"
+ALTER TABLE wasq_schedules ADD COLUMN paused BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX wasq_results_stopped ON wasq_results (stopped_at);
+CREATE INDEX wasq_tenant_tasks_tenant ON wasq_tenant_tasks (tenant, at);
 "#,
     ),
 ];

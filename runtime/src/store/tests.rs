@@ -38,6 +38,8 @@ store_tests!(
     clusters_and_rejections,
     migrations_run_once,
     tenants_keys_modules_usage_and_audit,
+    browsing_results_waiting_tasks_and_outcomes,
+    schedules_pause_and_replace,
 );
 
 async fn sqlite_store() -> (Store, Box<dyn Any>) {
@@ -384,4 +386,207 @@ async fn tenants_keys_modules_usage_and_audit(store: Store) {
             .is_some()
     );
     assert!(store.tenant_module("acme", "m").await.unwrap().is_none());
+}
+
+async fn browsing_results_waiting_tasks_and_outcomes(store: Store) {
+    let mut a1 = result("a1-x", true, 60_000);
+    a1.module_name = "fib".into();
+    a1.group = Some("acme/g".into());
+    let mut a2 = result("a2-x", false, 61_000);
+    a2.task = "boom".into();
+    let b1 = result("b1-x", true, 125_000);
+    let free = result("free", false, 130_000);
+    store.save_results(&[a1, a2, b1, free], 0).await.unwrap();
+    store
+        .own_tasks("acme", &["a1-x".into(), "a2-x".into(), "a3-x".into()])
+        .await
+        .unwrap();
+    store.own_tasks("beta", &["b1-x".into()]).await.unwrap();
+    let ids = |results: Vec<TaskResult>| results.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    let search = |filter: ResultFilter| {
+        let store = store.clone();
+        async move {
+            ids(store
+                .search_results(&ResultFilter {
+                    limit: 50,
+                    ..filter
+                })
+                .await
+                .unwrap())
+        }
+    };
+    assert_eq!(
+        search(ResultFilter::default()).await,
+        ["free", "b1-x", "a2-x", "a1-x"]
+    );
+    let acme = || ResultFilter {
+        tenant: Some("acme".into()),
+        ..ResultFilter::default()
+    };
+    assert_eq!(search(acme()).await, ["a2-x", "a1-x"]);
+    for (filter, expected) in [
+        (
+            ResultFilter {
+                outcome: Some("failed".into()),
+                ..acme()
+            },
+            vec!["a2-x"],
+        ),
+        (
+            ResultFilter {
+                outcome: Some("success".into()),
+                ..acme()
+            },
+            vec!["a1-x"],
+        ),
+        (
+            ResultFilter {
+                outcome: Some("timeout".into()),
+                ..ResultFilter::default()
+            },
+            vec!["free", "a2-x"],
+        ),
+        (
+            ResultFilter {
+                module: Some("fib".into()),
+                ..ResultFilter::default()
+            },
+            vec!["a1-x"],
+        ),
+        (
+            ResultFilter {
+                task: Some("boom".into()),
+                ..ResultFilter::default()
+            },
+            vec!["a2-x"],
+        ),
+        (
+            ResultFilter {
+                group: Some("acme/g".into()),
+                ..ResultFilter::default()
+            },
+            vec!["a1-x"],
+        ),
+        (
+            ResultFilter {
+                id: Some("a".into()),
+                ..ResultFilter::default()
+            },
+            vec!["a2-x", "a1-x"],
+        ),
+        (
+            ResultFilter {
+                id: Some("%".into()),
+                tenant: Some("beta".into()),
+                ..ResultFilter::default()
+            },
+            vec!["b1-x"],
+        ),
+        (
+            ResultFilter {
+                before_ms: Some(61_000),
+                ..ResultFilter::default()
+            },
+            vec!["a1-x"],
+        ),
+    ] {
+        assert_eq!(search(filter.clone()).await, expected, "{filter:?}");
+    }
+    let waiting = store.waiting_tasks(Some("acme"), 10).await.unwrap();
+    assert_eq!(
+        waiting.iter().map(|w| w.id.as_str()).collect::<Vec<_>>(),
+        ["a3-x"]
+    );
+    assert_eq!(store.waiting_tasks(Some("beta"), 10).await.unwrap(), []);
+    assert_eq!(store.waiting_tasks(None, 10).await.unwrap().len(), 1);
+
+    let buckets = store.outcome_buckets(None, 60_000, 60_000).await.unwrap();
+    let counted: Vec<_> = buckets
+        .iter()
+        .map(|b| (b.start_ms, b.outcome.as_str(), b.count))
+        .collect();
+    assert_eq!(
+        counted,
+        [
+            (60_000, "success", 1),
+            (60_000, "timeout", 1),
+            (120_000, "success", 1),
+            (120_000, "timeout", 1),
+        ]
+    );
+    let acme_buckets = store
+        .outcome_buckets(Some("acme"), 0, 60_000)
+        .await
+        .unwrap();
+    assert_eq!(acme_buckets.iter().map(|b| b.count).sum::<u64>(), 2);
+
+    // A resubmitted failure's new id belongs to the same tenant.
+    assert_eq!(
+        store.hand_on_task("a2-x", "a4-x").await.unwrap().as_deref(),
+        Some("acme")
+    );
+    assert_eq!(
+        store.task_owner("a4-x").await.unwrap().as_deref(),
+        Some("acme")
+    );
+    assert_eq!(store.task_owner("a2-x").await.unwrap(), None);
+    assert_eq!(store.hand_on_task("free", "free2").await.unwrap(), None);
+    store.disown_task("a4-x").await.unwrap();
+    assert_eq!(store.task_owner("a4-x").await.unwrap(), None);
+}
+
+async fn schedules_pause_and_replace(store: Store) {
+    let spec = ScheduleSpec {
+        name: "acme/tick".into(),
+        module: "fib".into(),
+        digest: Digest::of(b"m"),
+        task: "fib".into(),
+        input: r#"{"args":[1],"kwargs":{}}"#.into(),
+        queue: None,
+        group: None,
+        priority: 0,
+        kind: "minutes".into(),
+        minutes: Some(1),
+        cron: None,
+        tz: "UTC".into(),
+        next_run_ms: 1_000,
+        repeats: -1,
+        catch_up: false,
+        cluster: None,
+        tenant: Some("acme".into()),
+    };
+    store.add_schedule(&spec).await.unwrap();
+    assert_eq!(store.next_schedule_due("wasq").await.unwrap(), Some(1_000));
+    assert!(store.set_schedule_paused("acme/tick", true).await.unwrap());
+    assert!(store.schedule("acme/tick").await.unwrap().unwrap().paused);
+    assert_eq!(store.next_schedule_due("wasq").await.unwrap(), None);
+    let fired = store
+        .fire_due_schedules(10_000, "wasq", 10, |_, _| ScheduleFire {
+            next_run_ms: None,
+            task: None,
+        })
+        .await
+        .unwrap();
+    assert!(fired.is_empty(), "a paused schedule fired: {fired:?}");
+    assert!(!store.set_schedule_paused("nope", true).await.unwrap());
+
+    let changed = ScheduleSpec {
+        task: "boom".into(),
+        kind: "cron".into(),
+        minutes: None,
+        cron: Some("*/5 * * * *".into()),
+        next_run_ms: 5_000,
+        ..spec.clone()
+    };
+    let replaced = store.replace_schedule(&changed).await.unwrap().unwrap();
+    assert_eq!(replaced.spec, changed);
+    assert_eq!(replaced.anchor_ms, 5_000);
+    assert!(replaced.paused, "an edit keeps the pause");
+    let other_tenant = ScheduleSpec {
+        tenant: Some("beta".into()),
+        ..changed.clone()
+    };
+    assert_eq!(store.replace_schedule(&other_tenant).await.unwrap(), None);
+    assert!(store.set_schedule_paused("acme/tick", false).await.unwrap());
+    assert_eq!(store.next_schedule_due("wasq").await.unwrap(), Some(5_000));
 }
