@@ -61,22 +61,29 @@ impl FromRequestParts<AppState> for Caller {
             .ok_or_else(|| {
                 ApiError::unauthorized("the Authorization header is not `Bearer KEY`")
             })?;
-        let refused = || ApiError::unauthorized("unknown or revoked API key");
-        let (id, secret) = parse_key(token).ok_or_else(refused)?;
-        let store = state.client.store();
-        let key = store.key(id).await?.ok_or_else(refused)?;
-        if !secret_matches(secret, &key.hash) || key.revoked_at_ms.is_some() {
-            return Err(refused());
-        }
-        match key.tenant {
-            None => Ok(Caller::Admin { key: key.id }),
-            Some(name) => {
-                let tenant = store.tenant(&name).await?.ok_or_else(refused)?;
-                Ok(Caller::Tenant {
-                    tenant,
-                    key: key.id,
-                })
-            }
+        caller_for_key(state, token).await
+    }
+}
+
+/// The caller a key acts as, if the key is known, not revoked, and its
+/// tenant still exists (the dashboard checks its sessions' keys here too,
+/// so a revocation takes effect on the next page).
+pub(crate) async fn caller_for_key(state: &AppState, token: &str) -> Result<Caller, ApiError> {
+    let refused = || ApiError::unauthorized("unknown or revoked API key");
+    let (id, secret) = parse_key(token).ok_or_else(refused)?;
+    let store = state.client.store();
+    let key = store.key(id).await?.ok_or_else(refused)?;
+    if !secret_matches(secret, &key.hash) || key.revoked_at_ms.is_some() {
+        return Err(refused());
+    }
+    match key.tenant {
+        None => Ok(Caller::Admin { key: key.id }),
+        Some(name) => {
+            let tenant = store.tenant(&name).await?.ok_or_else(refused)?;
+            Ok(Caller::Tenant {
+                tenant,
+                key: key.id,
+            })
         }
     }
 }

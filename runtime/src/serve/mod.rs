@@ -4,6 +4,7 @@
 //! document at `/openapi.json` is generated from the handlers (utoipa).
 //!
 //! - [`auth`]: bearer keys, checked against stored hashes.
+//! - [`dashboard`]: the web dashboard at `/` (logged in with a key).
 //! - [`modules`], [`tasks`], [`schedules`], [`info`]: the routes.
 //! - [`error`]: the one error shape; [`extract`]: extractors that use it.
 //!
@@ -13,6 +14,7 @@
 //! (`request_timeout`, answered 503).
 
 pub mod auth;
+pub mod dashboard;
 pub mod error;
 pub mod extract;
 pub mod info;
@@ -63,9 +65,21 @@ pub struct AppState {
     /// The sandbox of the cluster running in this process, if any (for
     /// `/metrics`).
     pub sandbox: Option<crate::Sandbox>,
+    /// The dashboard's logged-in browsers.
+    pub sessions: dashboard::Sessions,
 }
 
 impl AppState {
+    /// The state of a service over `client`, with no one logged in.
+    pub fn new(client: Client, limits: ServeLimits, sandbox: Option<crate::Sandbox>) -> Self {
+        Self {
+            client,
+            limits,
+            sandbox,
+            sessions: dashboard::Sessions::default(),
+        }
+    }
+
     /// Records what `caller` did to an object of `tenant` in the audit
     /// log.
     pub(crate) async fn audit(
@@ -155,6 +169,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/usage", get(info::usage))
         .route("/v1/audit", get(info::audit))
         .route("/metrics", get(info::metrics))
+        .merge(dashboard::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))

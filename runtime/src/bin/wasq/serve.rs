@@ -68,17 +68,17 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
         }
         None => (None, None),
     };
-    let state = AppState {
+    let state = AppState::new(
         client,
-        limits: ServeLimits {
+        ServeLimits {
             max_upload: args.max_upload,
             max_body: args.max_body.min(usize::MAX as u64) as usize,
             request_timeout: args.request_timeout,
         },
         sandbox,
-    };
+    );
     eprintln!(
-        "wasq serve: http://{address} (OpenAPI at /openapi.json), broker {}, store {}{}",
+        "wasq serve: http://{address} (dashboard at /, OpenAPI at /openapi.json), broker {}, store {}{}",
         wasq_brokers::redact(&config.broker),
         wasq_brokers::redact(&config.store),
         match args.workers {
