@@ -285,3 +285,5 @@ pub async fn create_database(base: &str) -> String {
         .unwrap_or_else(|| panic!("not a postgres://…/DB URL: {base}"));
     format!("{server}/{name}")
 }
+
+pub mod webdriver;

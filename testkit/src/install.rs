@@ -113,6 +113,21 @@ pub fn ensure_tmux() -> Result<PathBuf> {
     find_in_path("tmux").context("apt-get installed tmux, yet it is not in PATH")
 }
 
+/// Chromium and chromedriver (`chromium`, `chromium-driver`), installed
+/// with apt-get when missing: the dashboard test drives a headless browser.
+/// Answers their paths.
+pub fn ensure_chromium() -> Result<(PathBuf, PathBuf)> {
+    let found = || Some((find_in_path("chromium")?, find_in_path("chromedriver")?));
+    if let Some(paths) = found() {
+        return Ok(paths);
+    }
+    println!(
+        "installing chromium and chromium-driver (apt-get): the dashboard test drives a headless browser"
+    );
+    apt_install(&["chromium", "chromium-driver"])?;
+    found().context("apt-get installed chromium, yet chromium or chromedriver is not in PATH")
+}
+
 /// [`find_postgres_bin`], installing `postgresql` with apt-get when it is missing; when we are
 /// root, also creates the user `postgres` the servers run as if it does not exist.
 pub fn ensure_postgres() -> Result<PathBuf> {

@@ -40,9 +40,9 @@ mod process;
 mod redis;
 
 pub use install::{
-    MOTO_SERVER_VAR, PG_BIN_VAR, REDIS_SERVER_VAR, default_venv, ensure_moto, ensure_postgres,
-    ensure_redis, ensure_tmux, ensure_venv_requirements, find_moto_server, find_postgres_bin,
-    find_redis_server,
+    MOTO_SERVER_VAR, PG_BIN_VAR, REDIS_SERVER_VAR, default_venv, ensure_chromium, ensure_moto,
+    ensure_postgres, ensure_redis, ensure_tmux, ensure_venv_requirements, find_moto_server,
+    find_postgres_bin, find_redis_server,
 };
 pub use moto::MotoServer;
 pub use postgres::PostgresServer;

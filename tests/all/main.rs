@@ -18,6 +18,9 @@
 //!   nothing; a broker that is down is named in one line.
 //! - `service`: `wasq serve` through HTTP — tenants isolated, keys, quotas,
 //!   a 100 MB upload, fair scheduling, fuel budgets, grants, schemathesis.
+//! - `dashboard`: the web dashboard in headless Chromium — tasks,
+//!   resubmitting a failure, a schedule firing, uploads, purges, who sees
+//!   what; screenshots under `target/dashboard-screenshots/`.
 //! - `monitor`: `wasq monitor` in tmux — a running task, redraws, `q`.
 //! - `reporting`: a failed task reaches a stand-in for Sentry; logs from
 //!   enqueue to result name the task.
@@ -31,6 +34,7 @@
 
 mod broker_conformance;
 mod cluster;
+mod dashboard;
 mod escape;
 mod guests;
 mod languages;

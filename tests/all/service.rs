@@ -15,9 +15,9 @@ use wasq_tests::{ClusterProcess, Run, eventually, wasm, wasq_env};
 
 /// A `wasq serve` in a temporary directory (embedded SQLite broker and
 /// store in `dir/.wasq`).
-struct Service {
+pub(crate) struct Service {
     dir: tempfile::TempDir,
-    url: String,
+    pub(crate) url: String,
     env: Vec<(String, String)>,
     _server: ClusterProcess,
     http: reqwest::Client,
@@ -32,7 +32,7 @@ fn free_port() -> u16 {
 
 impl Service {
     /// Starts `wasq serve` with `args` and extra environment.
-    fn start(args: &[&str], env: &[(&str, &str)]) -> Self {
+    pub(crate) fn start(args: &[&str], env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("a temp dir");
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
@@ -55,13 +55,13 @@ impl Service {
         }
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
     /// The logs of the processes started in its directory, for failure
     /// messages.
-    fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         let mut logs = String::new();
         for entry in std::fs::read_dir(self.path())
             .into_iter()
@@ -77,7 +77,7 @@ impl Service {
         logs
     }
 
-    fn wasq(&self, args: &[&str]) -> Run {
+    pub(crate) fn wasq(&self, args: &[&str]) -> Run {
         let env: Vec<(&str, &str)> = self
             .env
             .iter()
@@ -88,7 +88,7 @@ impl Service {
 
     /// Creates tenant `name` (with extra `wasq tenant create` flags) and
     /// returns a key for it.
-    fn tenant(&self, name: &str, flags: &[&str]) -> String {
+    pub(crate) fn tenant(&self, name: &str, flags: &[&str]) -> String {
         let mut args = vec!["tenant", "create", name];
         args.extend_from_slice(flags);
         let run = self.wasq(&args);
@@ -96,7 +96,7 @@ impl Service {
         self.key(&["--tenant", name])
     }
 
-    fn key(&self, flags: &[&str]) -> String {
+    pub(crate) fn key(&self, flags: &[&str]) -> String {
         let mut args = vec!["key", "create", "--json"];
         args.extend_from_slice(flags);
         let run = self.wasq(&args);
@@ -104,7 +104,7 @@ impl Service {
         run.json()["key"].as_str().expect("a key").to_owned()
     }
 
-    async fn send(&self, request: reqwest::RequestBuilder, key: &str) -> (u16, Value) {
+    pub(crate) async fn send(&self, request: reqwest::RequestBuilder, key: &str) -> (u16, Value) {
         let response = request.bearer_auth(key).send().await.expect("a response");
         let status = response.status().as_u16();
         let bytes = response.bytes().await.expect("a body");
@@ -117,17 +117,17 @@ impl Service {
         (status, body)
     }
 
-    async fn get(&self, key: &str, path: &str) -> (u16, Value) {
+    pub(crate) async fn get(&self, key: &str, path: &str) -> (u16, Value) {
         self.send(self.http.get(format!("{}{path}", self.url)), key)
             .await
     }
 
-    async fn delete(&self, key: &str, path: &str) -> (u16, Value) {
+    pub(crate) async fn delete(&self, key: &str, path: &str) -> (u16, Value) {
         self.send(self.http.delete(format!("{}{path}", self.url)), key)
             .await
     }
 
-    async fn post(&self, key: &str, path: &str, body: Value) -> (u16, Value) {
+    pub(crate) async fn post(&self, key: &str, path: &str, body: Value) -> (u16, Value) {
         self.send(
             self.http.post(format!("{}{path}", self.url)).json(&body),
             key,
@@ -135,7 +135,7 @@ impl Service {
         .await
     }
 
-    async fn put(&self, key: &str, path: &str, body: Value) -> (u16, Value) {
+    pub(crate) async fn put(&self, key: &str, path: &str, body: Value) -> (u16, Value) {
         self.send(
             self.http.put(format!("{}{path}", self.url)).json(&body),
             key,
@@ -143,7 +143,7 @@ impl Service {
         .await
     }
 
-    async fn upload(&self, key: &str, name: &str, module: &str) -> (u16, Value) {
+    pub(crate) async fn upload(&self, key: &str, name: &str, module: &str) -> (u16, Value) {
         let bytes = std::fs::read(wasm(module)).expect("the module");
         self.send(
             self.http
@@ -154,14 +154,14 @@ impl Service {
         .await
     }
 
-    async fn enqueue(&self, key: &str, body: Value) -> String {
+    pub(crate) async fn enqueue(&self, key: &str, body: Value) -> String {
         let (status, answer) = self.post(key, "/v1/tasks", body).await;
         assert_eq!(status, 201, "{answer}");
         answer["id"].as_str().expect("an id").to_owned()
     }
 
     /// Waits for task `id`'s result.
-    async fn result(&self, key: &str, id: &str) -> Value {
+    pub(crate) async fn result(&self, key: &str, id: &str) -> Value {
         for _ in 0..10 {
             let (status, task) = self.get(key, &format!("/v1/tasks/{id}?wait=10")).await;
             assert_eq!(status, 200, "{task}");
@@ -173,7 +173,7 @@ impl Service {
     }
 
     /// The results of a group so far.
-    async fn group(&self, key: &str, group: &str) -> Vec<Value> {
+    pub(crate) async fn group(&self, key: &str, group: &str) -> Vec<Value> {
         let (status, body) = self.get(key, &format!("/v1/groups/{group}")).await;
         assert_eq!(status, 200, "{body}");
         body["results"].as_array().cloned().unwrap_or_default()

@@ -27,16 +27,22 @@ pub(crate) struct Binaries {
     moto_server: PathBuf,
     schemathesis: PathBuf,
     tmux: PathBuf,
+    chromium: PathBuf,
+    chromedriver: PathBuf,
 }
 
-/// Finds the three servers, installing the missing ones (one line printed per install).
+/// Finds the three servers and the tools the tests drive (schemathesis, tmux, Chromium), installing
+/// the missing ones (one line printed per install).
 pub(crate) fn ensure(root: &Path) -> Result<Binaries> {
+    let (chromium, chromedriver) = wasq_testkit::ensure_chromium()?;
     Ok(Binaries {
         redis_server: wasq_testkit::ensure_redis()?,
         pg_bin: wasq_testkit::ensure_postgres()?,
         moto_server: wasq_testkit::ensure_moto(&root.join("target/test-venv"))?,
         schemathesis: schemathesis(root)?,
         tmux: wasq_testkit::ensure_tmux()?,
+        chromium,
+        chromedriver,
     })
 }
 
@@ -126,6 +132,8 @@ impl TestServers {
             ),
             ("WASQ_TEST_SCHEMATHESIS", path(&self.binaries.schemathesis)),
             ("WASQ_TEST_TMUX", path(&self.binaries.tmux)),
+            ("WASQ_TEST_CHROMIUM", path(&self.binaries.chromium)),
+            ("WASQ_TEST_CHROMEDRIVER", path(&self.binaries.chromedriver)),
         ]
     }
 

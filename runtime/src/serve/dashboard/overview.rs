@@ -122,7 +122,7 @@ pub(crate) async fn page(State(state): State<AppState>, viewer: Viewer) -> PageR
 }
 
 fn tile(label: &str, value: String) -> Markup {
-    html! { div.tile { div.label { (label) } div.value { (value) } } }
+    html! { div.tile data-tile=(label) { div.label { (label) } div.value { (value) } } }
 }
 
 /// Stacked bars, one per bucket from `since`: successes at the bottom,

@@ -90,11 +90,11 @@ pub(crate) async fn list(State(state): State<AppState>, viewer: Viewer) -> PageR
                 th.num { "Waiting" } th.num { "In flight" } th {}
             } }
             tbody {
-                @for q in &rows { tr {
+                @for q in &rows { tr data-queue=(q.name) {
                     td.mono { (q.name) }
                     @if admin { td { (q.tenant.as_deref().unwrap_or("–")) } }
-                    td.num { (count(q.waiting)) }
-                    td.num { (count(q.in_flight)) }
+                    td.num.waiting { (count(q.waiting)) }
+                    td.num.in-flight { (count(q.in_flight)) }
                     td { a href={ "/queues/purge?queue=" (urlencode(&q.name)) } { "Purge…" } }
                 } }
             }

@@ -69,15 +69,15 @@ pub(crate) async fn list(State(state): State<AppState>, viewer: Viewer) -> PageR
                     tr data-schedule=(name) {
                         td { b { (name) } }
                         @if admin { td { (s.spec.tenant.as_deref().unwrap_or("–")) } }
-                        td { (every(s)) @if s.spec.tz != "UTC" { " " span.muted { (s.spec.tz) } } }
+                        td.every { (every(s)) @if s.spec.tz != "UTC" { " " span.muted { (s.spec.tz) } } }
                         td { (s.spec.module) "." (s.spec.task) }
                         td { @if s.active() { (page::time(s.spec.next_run_ms)) } @else { "–" } }
-                        td {
+                        td.last-run {
                             @if let Some(task) = &s.last_task { (task_link(task)) }
                             @else { span.muted { "never" } }
                         }
                         td.num { (count(s.runs.max(0) as u64)) }
-                        td {
+                        td.state {
                             @if !s.active() { span.badge.muted { "done" } }
                             @else if s.paused { span.badge.warn { "paused" } }
                             @else { span.badge.ok { "active" } }

@@ -78,6 +78,17 @@ impl Search {
     }
 }
 
+/// The queue as the viewer names it (a tenant's without its suffix).
+fn shown_queue<'a>(viewer: &Viewer, queue: &'a str) -> &'a str {
+    match viewer.tenant() {
+        Some(tenant) => queue
+            .strip_suffix(tenant)
+            .and_then(|q| q.strip_suffix("__t_"))
+            .unwrap_or(queue),
+        None => queue,
+    }
+}
+
 /// The group as the viewer names it (a tenant's without its prefix).
 fn shown_group<'a>(viewer: &Viewer, group: &'a str) -> &'a str {
     match viewer.tenant() {
@@ -271,7 +282,7 @@ pub(crate) async fn detail(
             dt { "Outcome" } dd { (outcome(&r.outcome)) }
             dt { "Module" } dd { (r.module_name) " " span.mono.muted { "sha256:" (r.module.short()) } }
             dt { "Function" } dd { (r.task) }
-            dt { "Queue" } dd.mono { (r.queue) }
+            dt { "Queue" } dd.mono { (shown_queue(&viewer, &r.queue)) }
             @if let Some(group) = &r.group { dt { "Group" } dd { (shown_group(&viewer, group)) } }
             dt { "Duration" } dd { (micros(r.wall_us)) " wall, " (micros(r.cpu_us)) " CPU" }
             dt { "Fuel" } dd { (r.fuel.map_or("not metered".into(), count)) }
