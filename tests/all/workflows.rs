@@ -690,6 +690,20 @@ fn bad_schedule_input_names_the_field() {
         run.one_line_error().contains("a schedule named `s` exists"),
         "{run:?}"
     );
+    // Paused and resumed by name; a name that is not there is an error.
+    let run = wasq_in(dir.path(), &["schedule", "pause", "s"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let listed = json_of(dir.path(), &["schedule", "list", "--json"]);
+    assert_eq!(listed[0]["paused"], true, "{listed}");
+    let run = wasq_in(dir.path(), &["schedule", "list"]);
+    assert!(run.stdout.contains("paused"), "{run:?}");
+    let run = wasq_in(dir.path(), &["schedule", "resume", "s"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let listed = json_of(dir.path(), &["schedule", "list", "--json"]);
+    assert_eq!(listed[0]["paused"], false, "{listed}");
+    let run = wasq_in(dir.path(), &["schedule", "pause", "nope"]);
+    assert_eq!(run.code, 1);
+    assert!(run.one_line_error().contains("no schedule named `nope`"));
     let run = wasq_in(dir.path(), &["schedule", "remove", "s"]);
     assert_eq!(run.code, 0);
     let run = wasq_in(dir.path(), &["schedule", "remove", "s"]);

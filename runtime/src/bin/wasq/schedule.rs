@@ -1,4 +1,4 @@
-//! `wasq schedule add|list|remove`: tasks that run on a schedule (every N
+//! `wasq schedule add|list|pause|resume|remove`: tasks that run on a schedule (every N
 //! minutes, daily, monthly, cron…) in a time zone. Each due run starts
 //! once however many clusters run.
 
@@ -30,14 +30,23 @@ enum ScheduleCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Remove a schedule by name.
-    Remove {
-        #[command(flatten)]
-        settings: Settings,
-        /// The schedule's name.
-        #[arg(value_name = "NAME")]
-        schedule: String,
-    },
+    /// Remove a schedule by name (tasks it already queued still run).
+    Remove(NameArgs),
+    /// Pause a schedule: it does not fire until resumed.
+    Pause(NameArgs),
+    /// Resume a paused schedule; runs it missed are caught up as after an
+    /// outage (once each, or once for all with --no-catch-up).
+    Resume(NameArgs),
+}
+
+/// A schedule by name.
+#[derive(Debug, Args)]
+struct NameArgs {
+    #[command(flatten)]
+    settings: Settings,
+    /// The schedule's name.
+    #[arg(value_name = "NAME")]
+    schedule: String,
 }
 
 /// Add a schedule.
@@ -123,23 +132,36 @@ pub(crate) async fn schedule(args: ScheduleArgs) -> Result<ExitCode, CliError> {
             print_schedules(&schedules, json);
             Ok(ExitCode::SUCCESS)
         }
-        ScheduleCommand::Remove { settings, schedule } => {
-            let name = schedule;
-            let (_, client) = settings.client().await?;
-            if client
-                .store()
-                .remove_schedule(&name)
-                .await
-                .map_err(ClientError::from)?
-            {
-                println!("removed schedule {name}");
-                Ok(ExitCode::SUCCESS)
-            } else {
-                Err(CliError::other(anyhow!(
-                    "no schedule named `{name}`; see `wasq schedule list`"
-                )))
-            }
-        }
+        ScheduleCommand::Remove(args) => by_name(args, Change::Remove).await,
+        ScheduleCommand::Pause(args) => by_name(args, Change::Pause).await,
+        ScheduleCommand::Resume(args) => by_name(args, Change::Resume).await,
+    }
+}
+
+/// What a command does to a schedule named on the command line.
+#[derive(Debug, Clone, Copy)]
+enum Change {
+    Remove,
+    Pause,
+    Resume,
+}
+
+async fn by_name(args: NameArgs, change: Change) -> Result<ExitCode, CliError> {
+    let name = args.schedule;
+    let (_, client) = args.settings.client().await?;
+    let store = client.store();
+    let (found, done) = match change {
+        Change::Remove => (store.remove_schedule(&name).await, "removed"),
+        Change::Pause => (store.set_schedule_paused(&name, true).await, "paused"),
+        Change::Resume => (store.set_schedule_paused(&name, false).await, "resumed"),
+    };
+    if found.map_err(ClientError::from)? {
+        println!("{done} schedule {name}");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(CliError::other(anyhow!(
+            "no schedule named `{name}`; see `wasq schedule list`"
+        )))
     }
 }
 
@@ -235,10 +257,12 @@ fn print_schedules(schedules: &[Schedule], json: bool) {
         "NAME", "TASK", "TYPE", "DETAIL", "NEXT RUN", "REPEATS", "RUNS"
     );
     for s in schedules {
-        let next = if s.active() {
-            when(s.spec.next_run_ms, &s.spec.tz)
-        } else {
+        let next = if !s.active() {
             "done".into()
+        } else if s.paused {
+            "paused".into()
+        } else {
+            when(s.spec.next_run_ms, &s.spec.tz)
         };
         let repeats = if s.spec.repeats < 0 {
             "forever".to_owned()
