@@ -526,7 +526,10 @@ impl Client {
         };
         if sent.is_ok() {
             crate::metrics::enqueued(record.tenant.as_deref().unwrap_or(""), 1);
-            tracing::debug!(task_id = %record.id, queue = %record.queue, deferred = record.eta_ms.is_some(), "enqueued");
+            tracing::debug_span!("enqueue", task_id = %record.id, module = %record.module_name, task = %record.task)
+                .in_scope(|| {
+                    tracing::debug!(task_id = %record.id, queue = %record.queue, deferred = record.eta_ms.is_some(), "enqueued");
+                });
         }
         if let Err(error) = sent {
             if let Some(key) = &record.unique_key {

@@ -1,7 +1,8 @@
-//! Error reporters and logs: a failed task reaches a local endpoint
+//! Error reporters, logs and traces: a failed task reaches a local endpoint
 //! standing in for Sentry's ingest URL, with its task id and error (a task
 //! that succeeds does not); the debug log names the task id at enqueue,
-//! start, end and save.
+//! start, end and save; the spans of enqueue, run and save reach a stand-in
+//! OpenTelemetry collector, each with the task id.
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpListener;
@@ -16,6 +17,13 @@ type Received = Arc<Mutex<Vec<(String, String)>>>;
 /// A stand-in for Sentry: answers every POST with 200 and keeps its path
 /// and body.
 fn fake_sentry() -> (String, Received) {
+    let (port, received) = stand_in_server();
+    (format!("http://publickey@127.0.0.1:{port}/42"), received)
+}
+
+/// A server on a free port that answers every request with 200 and `{}`
+/// and keeps its path and body.
+fn stand_in_server() -> (u16, Received) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("a port");
     let port = listener.local_addr().expect("an address").port();
     let received = Arc::new(Mutex::new(Vec::new()));
@@ -51,10 +59,10 @@ fn fake_sentry() -> (String, Received) {
                 .push((path, String::from_utf8_lossy(&body).into_owned()));
             let mut stream = reader.into_inner();
             let _ = stream
-                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}");
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}");
         }
     });
-    (format!("http://publickey@127.0.0.1:{port}/42"), received)
+    (port, received)
 }
 
 #[test]
@@ -161,4 +169,76 @@ fn logs_from_enqueue_to_result_carry_the_task_id() {
             "no `{event}` with {needle} in\n{log}"
         );
     }
+}
+
+/// The spans in OTLP/JSON export bodies: `(service, span name, task_id)`.
+fn exported_spans(bodies: &[(String, String)]) -> Vec<(String, String, String)> {
+    let text = |value: &serde_json::Value| value["stringValue"].as_str().unwrap_or("").to_owned();
+    let attribute = |attributes: &serde_json::Value, key: &str| {
+        attributes
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|a| a["key"] == key)
+            .map(|a| text(&a["value"]))
+            .unwrap_or_default()
+    };
+    let mut spans = Vec::new();
+    for (path, body) in bodies {
+        assert_eq!(path, "/v1/traces", "OTLP/HTTP posts traces there");
+        let export: serde_json::Value = serde_json::from_str(body).expect("an OTLP/JSON body");
+        for resource in export["resourceSpans"].as_array().into_iter().flatten() {
+            let service = attribute(&resource["resource"]["attributes"], "service.name");
+            for scope in resource["scopeSpans"].as_array().into_iter().flatten() {
+                for span in scope["spans"].as_array().into_iter().flatten() {
+                    spans.push((
+                        service.clone(),
+                        span["name"].as_str().unwrap_or("").to_owned(),
+                        attribute(&span["attributes"], "task_id"),
+                    ));
+                }
+            }
+        }
+    }
+    spans
+}
+
+#[test]
+fn spans_from_enqueue_to_result_reach_an_opentelemetry_collector() {
+    let (port, received) = stand_in_server();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let env = [("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())];
+    let dir = dir_with_module("basics");
+    let mut cluster = ClusterProcess::start(dir.path(), &["--workers", "1"], &env);
+    let run = wasq_tests::wasq_env(
+        dir.path(),
+        &[
+            "enqueue", "basics", "add", "--args", "[1, 2]", "--wait", "--json",
+        ],
+        &env,
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let id = run.json()["id"].as_str().expect("an id").to_owned();
+    // A graceful stop flushes the cluster's spans (the CLI's went at exit).
+    assert_eq!(cluster.terminate(), Some(0));
+    let spans = eventually(Duration::from_secs(30), "the spans of the task", || {
+        let spans = exported_spans(&received.lock().expect("the log"));
+        ["enqueue", "task", "result"]
+            .iter()
+            .all(|name| spans.iter().any(|(_, n, task)| n == name && *task == id))
+            .then_some(spans)
+    });
+    assert!(
+        spans.iter().all(|(service, _, _)| service == "wasq"),
+        "{spans:?}"
+    );
+    // Without the variable nothing is exported.
+    let before = received.lock().expect("the log").len();
+    let quiet = wasq_in(
+        dir.path(),
+        &["enqueue", "basics", "add", "--args", "[3, 4]"],
+    );
+    assert_eq!(quiet.code, 0, "{quiet:?}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(received.lock().expect("the log").len(), before);
 }

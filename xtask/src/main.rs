@@ -115,9 +115,14 @@ fn step(name: &str, mut cmd: Command) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The features of the `wasq` binary xtask builds: the defaults plus `otel`, which the tests
+/// exercise (the tests crate asks for it too, so every step shares one build).
+const WASQ_FEATURES: [&str; 2] = ["--features", "otel"];
+
 fn build_release_binary(root: &Path) -> anyhow::Result<PathBuf> {
     let mut build = cargo(root);
     build.args(["build", "--release", "--package", "wasq", "--bin", "wasq"]);
+    build.args(WASQ_FEATURES);
     step("build the release wasq binary", build)?;
     Ok(root.join("target/release/wasq"))
 }
@@ -252,6 +257,7 @@ fn bench_side_by_side(root: &Path, rest: &[String]) -> anyhow::Result<()> {
     let quick = rest.iter().any(|a| a == "--quick");
     let mut build = cargo(root);
     build.args(["build", "--release", "--package", "wasq", "--bin", "wasq"]);
+    build.args(WASQ_FEATURES);
     build.args(["--package", "wasq-bench", "--bin", "wasq-bench"]);
     step("build wasq and wasq-bench (release)", build)?;
     let binaries = servers::ensure(root)?;

@@ -88,7 +88,10 @@ async fn flush(shared: &Shared, batch: Vec<Completion>) {
     report_failures(shared, &results);
     if tracing::enabled!(tracing::Level::DEBUG) {
         for result in &results {
-            tracing::debug!(task_id = %result.id, outcome = %result.outcome, "result saved");
+            tracing::debug_span!("result", task_id = %result.id, outcome = %result.outcome)
+                .in_scope(|| {
+                    tracing::debug!(task_id = %result.id, outcome = %result.outcome, "result saved");
+                });
         }
     }
     // The results are safe; an acknowledgement that cannot be made is

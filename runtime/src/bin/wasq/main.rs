@@ -14,6 +14,8 @@ mod schedule;
 mod serve;
 mod settings;
 mod tasks;
+#[cfg(feature = "otel")]
+mod telemetry;
 mod tenants;
 mod workflow;
 
@@ -70,7 +72,8 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    // Dropped last: flushes the spans not yet exported.
+    let _telemetry = init_logging(cli.verbose);
     settings::set_remote(cli.server.clone(), cli.key.clone());
     let result = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -114,19 +117,45 @@ fn main() -> ExitCode {
 
 /// Quiet by default: only wasq's warnings (and other crates' errors: the
 /// AWS SDK warns about every credential source it tries), unless -v or
-/// WASQ_LOG says otherwise.
-fn init_logging(verbose: u8) {
+/// WASQ_LOG says otherwise. With the `otel` feature and a collector
+/// configured, wasq's spans are also exported (see `telemetry`).
+fn init_logging(verbose: u8) -> Option<Box<dyn std::any::Any>> {
     use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::prelude::*;
     let default = match verbose {
         0 => "error,wasq=warn,wasq_brokers=warn",
         1 => "warn,wasq=info,wasq_brokers=info",
         _ => "debug",
     };
     let filter = EnvFilter::try_from_env("WASQ_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let console = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
-        .init();
+        .with_filter(filter);
+    let registry = tracing_subscriber::registry().with(console);
+    #[cfg(feature = "otel")]
+    {
+        let (export, telemetry) = match telemetry::layer() {
+            Ok(found) => found.unzip(),
+            Err(error) => {
+                eprintln!("wasq: {error}; spans are not exported");
+                (None, None)
+            }
+        };
+        // Without a collector no layer is added at all, so that debug spans
+        // stay disabled at their call sites.
+        match export {
+            Some(layer) => registry
+                .with(layer.with_filter(EnvFilter::new("wasq=debug")))
+                .init(),
+            None => registry.init(),
+        }
+        telemetry.map(|t| Box::new(t) as Box<dyn std::any::Any>)
+    }
+    #[cfg(not(feature = "otel"))]
+    {
+        registry.init();
+        None
+    }
 }
