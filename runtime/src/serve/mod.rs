@@ -67,6 +67,8 @@ pub struct AppState {
     pub sandbox: Option<crate::Sandbox>,
     /// The dashboard's logged-in browsers.
     pub sessions: dashboard::Sessions,
+    /// The clusters' tasks per second, sampled by the dashboard.
+    pub throughput: dashboard::Throughput,
 }
 
 impl AppState {
@@ -77,6 +79,7 @@ impl AppState {
             limits,
             sandbox,
             sessions: dashboard::Sessions::default(),
+            throughput: dashboard::Throughput::default(),
         }
     }
 

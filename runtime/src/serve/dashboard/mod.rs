@@ -4,6 +4,7 @@
 //! keys: an admin key sees every tenant, a tenant's key only its own.
 //!
 //! - [`session`]: logging in with a key, cookies, form tokens.
+//! - [`throughput`]: tasks per second from the clusters' heartbeats.
 //! - [`page`]: the frame of every page, formatting, the assets.
 //! - [`overview`], [`tasks`], [`schedules`], [`modules`], [`queues`]: the
 //!   pages and what their forms do.
@@ -15,6 +16,7 @@ mod queues;
 mod schedules;
 pub(crate) mod session;
 mod tasks;
+mod throughput;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request, State};
@@ -25,6 +27,7 @@ use axum::routing::{get, post};
 use serde::de::DeserializeOwned;
 
 pub use session::Sessions;
+pub use throughput::Throughput;
 
 use super::AppState;
 use super::auth::{Caller, caller_for_key};

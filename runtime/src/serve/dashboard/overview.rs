@@ -30,12 +30,23 @@ pub(crate) async fn page(State(state): State<AppState>, viewer: Viewer) -> PageR
     let minute = 60_000;
     let since = (now / minute - (CHART_MINUTES - 1)) * minute;
     let buckets = store.outcome_buckets(tenant, since, minute).await?;
-    let last_minute: u64 = store
-        .outcome_buckets(tenant, now - minute, minute)
-        .await?
-        .iter()
-        .map(|b| b.count)
-        .sum();
+    // An admin's rate comes from the clusters' counters (all tasks); a
+    // tenant's from its results of the last minute.
+    let per_second = match tenant {
+        None => state.throughput.sample(
+            std::time::Instant::now(),
+            clusters.iter().map(|c| c.done).sum(),
+        ),
+        Some(_) => {
+            let last_minute: u64 = store
+                .outcome_buckets(tenant, now - minute, minute)
+                .await?
+                .iter()
+                .map(|b| b.count)
+                .sum();
+            Some(last_minute as f64 / 60.0)
+        }
+    };
     let running: Vec<_> = clusters
         .iter()
         .flat_map(|c| c.running.iter().map(move |r| (c, r)))
@@ -58,17 +69,19 @@ pub(crate) async fn page(State(state): State<AppState>, viewer: Viewer) -> PageR
             (tile("Workers", count(clusters.iter().map(|c| c.workers as u64).sum())))
             (tile("Queued", count(queued)))
             (tile("In flight", count(in_flight)))
-            (tile("Tasks / s", format!("{:.1}", last_minute as f64 / 60.0)))
-            (tile("Succeeded, 1 h", count(succeeded)))
+            (tile("Tasks / s", per_second.map_or("…".into(), |r| format!("{r:.1}"))))
+            (tile("Done (clusters)", count(clusters.iter().map(|c| c.done).sum())))
+            (tile("Kept successes, 1 h", count(succeeded)))
             (tile("Failed, 1 h", count(failed)))
         }
-        h2 { "Outcomes, last hour (per minute)" }
+        h2 { "Outcomes of kept results, last hour (per minute)" }
         div.chart {
             (page::trusted(chart(&buckets, since, minute)))
             div.legend {
                 span { span.swatch.ok {} "success" }
                 span { span.swatch.bad {} "failed" }
                 span { span.swatch.muted {} "cancelled" }
+                span { "Successes beyond " code { "save_limit" } " are pruned; failures are all kept." }
             }
         }
         h2 { "Clusters" }
