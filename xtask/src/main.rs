@@ -8,7 +8,9 @@
 //!   the docs — what CI runs. The tests get real servers: Redis, PostgreSQL
 //!   and moto (an SQS endpoint), installed when missing (apt-get, pip into
 //!   `target/test-venv`), started on free loopback ports for the run and
-//!   stopped afterwards, also when a step fails (`servers.rs`).
+//!   stopped afterwards, also when a step fails (`servers.rs`); and the
+//!   tools tests drive (schemathesis, tmux, Chromium with chromedriver),
+//!   installed the same way.
 //! - `servers`: starts those servers and prints the `export` lines that let
 //!   a person run `cargo nextest` by hand; Enter or Ctrl-C stops them.
 //! - `bench`: `build`, then the side-by-side benchmark (`wasq-bench`, in `bench/`): wasq
@@ -34,7 +36,9 @@ commands:
   demo     build everything and run a real workload through wasq
   test     build everything and run every check and test (what CI runs); the tests get
            their own Redis, PostgreSQL and moto (SQS), installed when missing (apt-get,
-           pip into target/test-venv) and stopped at the end
+           pip into target/test-venv) and stopped at the end; tmux, Chromium and
+           chromedriver (apt-get) and schemathesis (pip) for the terminal, browser and
+           API tests
   servers  start those test servers and print the `export` lines that let you run
            `cargo nextest run --workspace --release` by hand; Enter or Ctrl-C stops them
   bench [--quick] [ARGS]

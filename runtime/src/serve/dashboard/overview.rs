@@ -56,13 +56,11 @@ pub(crate) async fn page(State(state): State<AppState>, viewer: Viewer) -> PageR
         None => clusters.iter().map(|c| c.in_flight).sum(),
         Some(_) => running.len() as u64,
     };
-    let (succeeded, failed) = buckets.iter().fold((0, 0), |(ok, bad), b| {
-        if b.outcome == "success" {
-            (ok + b.count, bad)
-        } else {
-            (ok, bad + b.count)
-        }
-    });
+    let failed: u64 = buckets
+        .iter()
+        .filter(|b| b.outcome != "success")
+        .map(|b| b.count)
+        .sum();
     let content = html! {
         div.tiles {
             (tile("Clusters", count(clusters.len() as u64)))
@@ -70,8 +68,7 @@ pub(crate) async fn page(State(state): State<AppState>, viewer: Viewer) -> PageR
             (tile("Queued", count(queued)))
             (tile("In flight", count(in_flight)))
             (tile("Tasks / s", per_second.map_or("…".into(), |r| format!("{r:.1}"))))
-            (tile("Done (clusters)", count(clusters.iter().map(|c| c.done).sum())))
-            (tile("Kept successes, 1 h", count(succeeded)))
+            (tile("Done", count(clusters.iter().map(|c| c.done).sum())))
             (tile("Failed, 1 h", count(failed)))
         }
         h2 { "Outcomes of kept results, last hour (per minute)" }
