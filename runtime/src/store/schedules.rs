@@ -132,33 +132,42 @@ const DUE_POSTGRES: &str =
     "SELECT * FROM wasq_schedules WHERE next_run <= $1 AND repeats <> 0 AND paused = 0
     AND (cluster IS NULL OR cluster = $2) ORDER BY next_run LIMIT $3 FOR UPDATE SKIP LOCKED";
 
+/// Binds what a schedule runs and when, `module` to `cluster` in the
+/// order of the columns, to `$query` (the statements number them alike).
+macro_rules! bind_spec {
+    ($query:expr, $spec:expr) => {
+        $query
+            .bind(&$spec.module)
+            .bind($spec.digest.to_string())
+            .bind(&$spec.task)
+            .bind(&$spec.input)
+            .bind(&$spec.queue)
+            .bind(&$spec.group)
+            .bind(i64::from($spec.priority))
+            .bind(&$spec.kind)
+            .bind($spec.minutes.map(i64::from))
+            .bind(&$spec.cron)
+            .bind(&$spec.tz)
+            .bind($spec.next_run_ms)
+            .bind($spec.repeats)
+            .bind(i64::from($spec.catch_up))
+            .bind(&$spec.cluster)
+    };
+}
+
 impl Store {
     /// Adds a schedule. A name in use is [`StoreError::Duplicate`].
     pub async fn add_schedule(&self, spec: &ScheduleSpec) -> Result<Schedule, StoreError> {
         let now = now_ms();
         let inserted = with_pool!(self, pool => {
-            sqlx::query(
+            let query = sqlx::query(
                 "INSERT INTO wasq_schedules (name, module, digest, task, input, queue, grp, priority, kind,
                     minutes, cron, tz, anchor, next_run, repeats, catch_up, cluster, created_at, tenant)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14, $15, $16, $17, $18)
                  ON CONFLICT (name) DO NOTHING",
             )
-            .bind(&spec.name)
-            .bind(&spec.module)
-            .bind(spec.digest.to_string())
-            .bind(&spec.task)
-            .bind(&spec.input)
-            .bind(&spec.queue)
-            .bind(&spec.group)
-            .bind(i64::from(spec.priority))
-            .bind(&spec.kind)
-            .bind(spec.minutes.map(i64::from))
-            .bind(&spec.cron)
-            .bind(&spec.tz)
-            .bind(spec.next_run_ms)
-            .bind(spec.repeats)
-            .bind(i64::from(spec.catch_up))
-            .bind(&spec.cluster)
+            .bind(&spec.name);
+            bind_spec!(query, spec)
             .bind(now)
             .bind(&spec.tenant)
             .execute(pool)
@@ -218,29 +227,15 @@ impl Store {
         spec: &ScheduleSpec,
     ) -> Result<Option<Schedule>, StoreError> {
         let updated = with_pool!(self, pool => {
-            sqlx::query(
+            let query = sqlx::query(
                 "UPDATE wasq_schedules SET module = $2, digest = $3, task = $4, input = $5,
                     queue = $6, grp = $7, priority = $8, kind = $9, minutes = $10, cron = $11,
                     tz = $12, anchor = $13, next_run = $13, repeats = $14, catch_up = $15,
                     cluster = $16
                  WHERE name = $1 AND tenant IS NOT DISTINCT FROM $17",
             )
-            .bind(&spec.name)
-            .bind(&spec.module)
-            .bind(spec.digest.to_string())
-            .bind(&spec.task)
-            .bind(&spec.input)
-            .bind(&spec.queue)
-            .bind(&spec.group)
-            .bind(i64::from(spec.priority))
-            .bind(&spec.kind)
-            .bind(spec.minutes.map(i64::from))
-            .bind(&spec.cron)
-            .bind(&spec.tz)
-            .bind(spec.next_run_ms)
-            .bind(spec.repeats)
-            .bind(i64::from(spec.catch_up))
-            .bind(&spec.cluster)
+            .bind(&spec.name);
+            bind_spec!(query, spec)
             .bind(&spec.tenant)
             .execute(pool)
             .await?
