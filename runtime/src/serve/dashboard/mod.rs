@@ -3,10 +3,10 @@
 //! script, all inside the binary, nothing from a CDN. It follows the API's
 //! keys: an admin key sees every tenant, a tenant's key only its own.
 //!
-//! - [`session`]: logging in with a key, cookies, form tokens.
-//! - [`throughput`]: tasks per second from the clusters' heartbeats.
-//! - [`page`]: the frame of every page, formatting, the assets.
-//! - [`overview`], [`tasks`], [`schedules`], [`modules`], [`queues`]: the
+//! - `session`: logging in with a key, cookies, form tokens.
+//! - `throughput`: tasks per second from the clusters' heartbeats.
+//! - `page`: the frame of every page, formatting, the assets.
+//! - `overview`, `tasks`, `schedules`, `modules`, `queues`: the
 //!   pages and what their forms do.
 
 mod modules;
