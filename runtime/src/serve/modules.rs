@@ -194,7 +194,13 @@ pub async fn list(
     Ok(axum::Json(modules.into_iter().map(Into::into).collect()))
 }
 
-async fn find(state: &AppState, tenant: &str, name: &str) -> Result<TenantModule, ApiError> {
+/// Module `name` of `tenant` (by its name, not its digest); 404 if there
+/// is none.
+pub(crate) async fn find(
+    state: &AppState,
+    tenant: &str,
+    name: &str,
+) -> Result<TenantModule, ApiError> {
     checked_name(name)?;
     state
         .client

@@ -138,13 +138,7 @@ pub async fn create(
             check_name(what, name).map_err(ApiError::bad_request)?;
         }
     }
-    let module = state
-        .client
-        .store()
-        .tenant_module(&tenant.name, &body.module)
-        .await?
-        .filter(|m| m.name == body.module)
-        .ok_or_else(|| ApiError::not_found(format!("no module `{}`", body.module)))?;
+    let module = super::modules::find(&state, &tenant.name, &body.module).await?;
     let mut task = TaskRequest::new(module.name.clone(), body.task.clone())
         .args(body.args)
         .kwargs(body.kwargs);

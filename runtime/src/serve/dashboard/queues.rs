@@ -52,7 +52,7 @@ pub(crate) async fn in_scope(
     let mut rows = Vec::new();
     for broker_queue in queues {
         let tenant = queue_tenant(&broker_queue).map(str::to_owned);
-        if !viewer.sees(tenant.as_deref()) || (viewer.tenant().is_some() && tenant.is_none()) {
+        if !viewer.sees(tenant.as_deref()) {
             continue;
         }
         let name = match (&tenant, viewer.tenant()) {

@@ -330,13 +330,7 @@ async fn tenant_module(
     tenant: &str,
     name: &str,
 ) -> Result<crate::store::TenantModule, PageError> {
-    state
-        .client
-        .store()
-        .tenant_module(tenant, name)
-        .await?
-        .filter(|m| m.name == name)
-        .ok_or_else(|| PageError::not_found(format!("no module `{name}`; upload it first")))
+    Ok(crate::serve::modules::find(state, tenant, name).await?)
 }
 
 /// The viewer's schedule stored as `name`.
