@@ -28,7 +28,9 @@ pub struct Config {
     /// Tasks run at once by one cluster (concurrency, not processes).
     /// Default: 4 per CPU.
     pub workers: usize,
-    /// Default wall-clock limit per task. Default: 30 s.
+    /// Default wall-clock limit per task, and the most a tenant's task
+    /// gets whatever it or its tenant's `max_timeout_ms` asks (untenanted
+    /// tasks may ask for more). Default: 30 s.
     #[serde(deserialize_with = "duration")]
     pub timeout: Duration,
     /// Lease: a task taken but not acknowledged within this time is handed
@@ -100,9 +102,11 @@ pub struct Config {
     pub cache: Option<String>,
     /// Count fuel (engine-wide). Default: `true`.
     pub fuel: bool,
-    /// Default fuel budget per task. Default: one trillion.
+    /// Default fuel budget per task, and the most a tenant's task gets
+    /// (as `timeout`). Default: one trillion.
     pub max_fuel: u64,
-    /// Default memory limit per task. Default: 128 MiB.
+    /// Default memory limit per task, and the most a tenant's task gets
+    /// (as `timeout`). Default: 128 MiB.
     #[serde(deserialize_with = "size")]
     pub memory: u64,
     /// Compiled-module cache. Default: `.wasq/modules`.
@@ -111,6 +115,15 @@ pub struct Config {
     /// 1 min (shorter in tests).
     #[serde(deserialize_with = "duration")]
     pub fuel_window: Duration,
+    /// Tasks one tenant may run at once on this cluster when its
+    /// `max_running` quota is unset (the quota, set per tenant, overrides
+    /// it either way). Tasks cannot be preempted, so this is what keeps a
+    /// worker free for other tenants while one tenant's long tasks run:
+    /// with the default, one tenant never holds every worker. The cluster
+    /// also takes no more of a tenant's tasks from the broker than this
+    /// plus a few. Untenanted tasks are not limited. Default: `workers`
+    /// − 1 (at least 1).
+    pub tenant_max_running: Option<usize>,
     /// Where granted per-task scratch directories are made. Default: the
     /// system's temporary directory.
     pub scratch_dir: Option<PathBuf>,
@@ -152,6 +165,7 @@ impl Default for Config {
             memory: 128 << 20,
             cache_dir: None,
             fuel_window: Duration::from_secs(60),
+            tenant_max_running: None,
             scratch_dir: None,
             sentry_dsn: None,
         }
@@ -180,7 +194,7 @@ pub enum ConfigError {
     },
 }
 
-const KEYS: [&str; 30] = [
+const KEYS: [&str; 31] = [
     "name",
     "label",
     "workers",
@@ -209,6 +223,7 @@ const KEYS: [&str; 30] = [
     "memory",
     "cache_dir",
     "fuel_window",
+    "tenant_max_running",
     "scratch_dir",
     "sentry_dsn",
 ];
@@ -307,6 +322,14 @@ impl Config {
             jitter: self.jitter,
             retry_on: self.retry_on.clone(),
         }
+    }
+
+    /// Tasks one tenant may run at once when its `max_running` quota is
+    /// unset: `tenant_max_running`, else `workers` − 1 (at least 1).
+    pub fn tenant_max_running(&self) -> usize {
+        self.tenant_max_running
+            .unwrap_or(self.workers.saturating_sub(1))
+            .max(1)
     }
 
     /// Tasks a cluster holds at once.

@@ -1,14 +1,18 @@
 //! The workers: run each job in the sandbox, `workers` at a time, and pass
-//! what happened to the monitor. On stop, jobs not started go back to the
-//! broker and running ones finish.
+//! what happened to the monitor. Jobs wait for a worker in per-tenant
+//! lanes (see `dispatch.rs`): when a worker frees up, the next job is
+//! picked by weighted round robin over the tenants with jobs waiting, each
+//! tenant held to its share of the workers and its fuel budget. On stop,
+//! jobs not started go back to the broker and running ones finish.
 
 use std::sync::Arc;
 
+use super::dispatch::{Lanes, UNTENANTED};
 use super::{Shared, Taken};
 use crate::package::TaskRecord;
 use crate::sandbox::{Execution, TaskCall, TaskModule};
 use crate::store::{TaskResult, now_ms};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::Instrument as _;
 
@@ -164,12 +168,26 @@ async fn module_for(shared: &Shared, record: &TaskRecord) -> Result<TaskModule, 
         .map_err(|e| ModuleError::Final(e.to_string()))
 }
 
+/// A job's limits: its own, else the cluster's defaults; a tenant's job's
+/// lowered to its tenant's maxima and to the cluster's own limits.
+fn limits_of(shared: &Shared, record: &TaskRecord) -> crate::Limits {
+    let mut limits = shared.limits(&record.limits);
+    if let Some(tenant) = &record.tenant {
+        if let Some(quotas) = shared.tenants.quotas(tenant) {
+            clamp_to_quotas(&mut limits, &quotas);
+        }
+        shared.cap_to_cluster(&mut limits);
+    }
+    limits
+}
+
+/// Runs a job within `limits`; answers the fuel it burnt.
 async fn execute(
     shared: Arc<Shared>,
     job: Job,
-    _permit: OwnedSemaphorePermit,
+    limits: crate::Limits,
     done: mpsc::UnboundedSender<Completion>,
-) {
+) -> u64 {
     let started_at = now_ms();
     shared.mark_start();
     let tenant = job.record.tenant.as_deref().unwrap_or("");
@@ -186,12 +204,8 @@ async fn execute(
                 env: Vec::new(),
                 scratch: None,
             };
-            let mut limits = shared.limits(&job.record.limits);
             let mut scratch = None;
             if let Some(tenant) = &job.record.tenant {
-                if let Some(quotas) = shared.tenants.quotas(tenant) {
-                    clamp_to_quotas(&mut limits, &quotas);
-                }
                 let grants = shared
                     .tenants
                     .grants(&shared, tenant, &job.record.module_name)
@@ -206,7 +220,7 @@ async fn execute(
                         Err(error) => {
                             tracing::warn!(%error, "cannot make a scratch directory; handing the task back");
                             hand_back(&shared, &job.ack).await;
-                            return;
+                            return 0;
                         }
                     }
                 }
@@ -243,14 +257,9 @@ async fn execute(
         Err(ModuleError::Transient(error)) => {
             tracing::warn!(%error, "store unreachable; handing the task back");
             hand_back(&shared, &job.ack).await;
-            return;
+            return 0;
         }
     };
-    if let Some(tenant) = &job.record.tenant {
-        shared
-            .tenants
-            .finished(tenant, execution.usage.fuel_consumed.unwrap_or(0));
-    }
     crate::metrics::finished(
         job.record.tenant.as_deref().unwrap_or(""),
         execution.outcome.kind().as_str(),
@@ -258,6 +267,7 @@ async fn execute(
         execution.usage.fuel_consumed,
     );
     let _ = done.send(Completion::new(&shared, job, &execution, started_at));
+    execution.usage.fuel_consumed.unwrap_or(0)
 }
 
 /// Lowers a task's limits to its tenant's maxima.
@@ -311,32 +321,63 @@ pub(crate) async fn hand_back(shared: &Shared, taken: &Taken) {
     shared.room.notify_one();
 }
 
+/// How often jobs that wait for their tenant's fuel budget are looked at
+/// again (budgets change as the gate refreshes and as windows turn).
+const BUDGET_RECHECK: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// A job waiting for a worker, with the limits it will run with.
+type Waiting = (Job, crate::Limits);
+
+/// The dispatcher: takes jobs from the pusher into per-tenant lanes and
+/// starts the next one whenever a worker is free.
 pub(crate) async fn run(
     shared: Arc<Shared>,
     mut jobs: mpsc::UnboundedReceiver<Job>,
     done: mpsc::UnboundedSender<Completion>,
 ) {
-    let permits = Arc::new(Semaphore::new(shared.config.workers));
+    let workers = shared.config.workers;
+    let mut lanes: Lanes<Waiting> = Lanes::default();
     let mut running = JoinSet::new();
     let mut stop = shared.stop.clone();
-    let mut stop_waiting = shared.stop.clone();
     loop {
+        // Start what may start.
+        while running.len() < workers
+            && let Some((key, (job, limits))) = lanes.next(|tenant, (_, limits)| {
+                tenant == UNTENANTED || shared.tenants.try_reserve(tenant, limits.fuel)
+            })
+        {
+            spawn(&shared, &mut running, key, job, limits, &done);
+        }
+        let blocked = !lanes.is_empty() && running.len() < workers;
         tokio::select! {
             biased;
             _ = super::stopped(&mut stop) => break,
-            Some(_) = running.join_next(), if !running.is_empty() => {}
+            Some(ended) = running.join_next(), if !running.is_empty() => {
+                if let Ok(key) = ended {
+                    lanes.ended(&key);
+                }
+            }
             job = jobs.recv() => {
                 let Some(job) = job else { break };
-                let permit = tokio::select! {
-                    permit = permits.clone().acquire_owned() => permit,
-                    _ = super::stopped(&mut stop_waiting) => {
-                        hand_back(&shared, &job.ack).await;
-                        break;
+                let limits = limits_of(&shared, &job.record);
+                match &job.record.tenant {
+                    // Without tenants, no lanes: straight to a free worker.
+                    None if lanes.is_empty() && running.len() < workers => {
+                        spawn(&shared, &mut running, String::new(), job, limits, &done);
                     }
-                };
-                let Ok(permit) = permit else { break };
-                running.spawn(execute(shared.clone(), job, permit, done.clone()));
+                    None => lanes.push(
+                        UNTENANTED,
+                        super::tenants::Share { running: usize::MAX, weight: 1 },
+                        (job, limits),
+                    ),
+                    Some(tenant) => {
+                        let share = shared.tenants.share(tenant);
+                        let tenant = tenant.clone();
+                        lanes.push(&tenant, share, (job, limits));
+                    }
+                }
             }
+            _ = tokio::time::sleep(BUDGET_RECHECK), if blocked => {}
         }
     }
     // Stopping: jobs not started go back at once; running ones finish
@@ -345,5 +386,30 @@ pub(crate) async fn run(
     while let Ok(job) = jobs.try_recv() {
         hand_back(&shared, &job.ack).await;
     }
+    for (job, _) in lanes.drain() {
+        hand_back(&shared, &job.ack).await;
+    }
     while running.join_next().await.is_some() {}
+}
+
+/// Runs a job on a worker; the worker answers its lane's key when done,
+/// after giving back the fuel its tenant reserved and did not burn.
+fn spawn(
+    shared: &Arc<Shared>,
+    running: &mut JoinSet<String>,
+    key: String,
+    job: Job,
+    limits: crate::Limits,
+    done: &mpsc::UnboundedSender<Completion>,
+) {
+    let shared = shared.clone();
+    let done = done.clone();
+    running.spawn(async move {
+        let reserved = limits.fuel;
+        let burnt = execute(shared.clone(), job, limits, done).await;
+        if key != UNTENANTED {
+            shared.tenants.finished(&key, reserved, burnt);
+        }
+        key
+    });
 }

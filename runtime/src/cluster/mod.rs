@@ -11,6 +11,7 @@
 //! runs again and still ends with exactly one result.
 
 mod cancel;
+mod dispatch;
 mod jobs;
 mod lease;
 mod monitor;
@@ -147,6 +148,16 @@ impl Shared {
             memory: task.memory.unwrap_or(self.config.memory),
             ..Limits::default()
         }
+    }
+
+    /// Lowers a tenant's task's limits to the cluster's own `timeout`,
+    /// `max_fuel` and `memory`: for a tenant they are ceilings, not only
+    /// defaults (an untenanted task, queued by someone trusted with the
+    /// broker's secret, may ask for more).
+    pub(crate) fn cap_to_cluster(&self, limits: &mut Limits) {
+        limits.timeout = limits.timeout.min(self.config.timeout);
+        limits.fuel = limits.fuel.min(self.config.max_fuel);
+        limits.memory = limits.memory.min(self.config.memory);
     }
 
     fn status(&self, started_at_ms: i64, state: &str) -> ClusterStatus {

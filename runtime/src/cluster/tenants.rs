@@ -1,11 +1,20 @@
 //! The tenant gate: which queues the pusher takes from, in what turn and
 //! how much. Each tenant's tasks come from its own queue; the pusher
 //! serves the untenanted queue and every tenant in weighted round robin,
-//! skipping a tenant that has as many tasks held as `max_running` allows or
-//! has burnt its `fuel_per_minute` in the current window (its tasks wait in
-//! the broker until the next window). Fuel used is counted here at once and
-//! written to the store every moment, so clusters sharing a store share
-//! the budget. Module grants are looked up here too, with a short cache.
+//! skipping a tenant that holds as many tasks as it may run (its
+//! `max_running`, else the cluster's `tenant_max_running`) plus
+//! [`PREFETCH_MARGIN`], or has no `fuel_per_minute` left in the current
+//! window (its tasks wait in the broker until the next window). The
+//! workers' dispatcher asks here too: how many of a tenant's tasks may run
+//! and whether one may start.
+//!
+//! Fuel is charged while tasks run: a task reserves its whole budget (its
+//! fuel limit) when it starts, only while the tenant has budget left, and
+//! gets back what it did not burn when it ends, so a tenant overshoots its
+//! window by at most one task's budget (per cluster: reservations are this
+//! cluster's; what tasks burnt is written to the store every moment, so
+//! clusters sharing a store share the budget). Module grants are looked
+//! up here too, with a short cache.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -22,6 +31,9 @@ const REFRESH: Duration = Duration::from_millis(250);
 const GRANTS_TTL: Duration = Duration::from_secs(2);
 /// Tasks a tenant of weight 1 gets per turn.
 const QUANTUM: usize = 16;
+/// Tasks of a tenant held beyond what it may run, so a worker that frees
+/// up finds the next one at hand.
+pub(crate) const PREFETCH_MARGIN: usize = 4;
 
 /// A queue to take from in this turn, and at most how many.
 #[derive(Debug, Clone)]
@@ -47,12 +59,26 @@ struct State {
     used: HashMap<String, u64>,
     /// This cluster's usage not yet written: window → tenant → (fuel, tasks).
     unflushed: HashMap<i64, HashMap<String, (u64, u64)>>,
+    /// Fuel reserved by this cluster's running tasks, per tenant (counted
+    /// in `used` of whatever window is current).
+    reserved: HashMap<String, u64>,
     grants: HashMap<(String, String), (Grants, Instant)>,
     turn: usize,
 }
 
+/// How the dispatcher treats a tenant's tasks.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Share {
+    /// Most of its tasks running at once.
+    pub(crate) running: usize,
+    /// Its turns in the round robin.
+    pub(crate) weight: u32,
+}
+
 pub(crate) struct TenantGate {
     window_ms: i64,
+    /// Tasks a tenant without a `max_running` quota may run at once.
+    default_running: usize,
     /// Whether the last refresh failed (warned once per outage).
     failing: std::sync::atomic::AtomicBool,
     base: Arc<str>,
@@ -63,6 +89,7 @@ impl TenantGate {
     pub(crate) fn new(config: &Config) -> Self {
         Self {
             window_ms: config.fuel_window.as_millis().max(1000) as i64,
+            default_running: config.tenant_max_running(),
             base: Arc::from(config.queue.as_str()),
             failing: std::sync::atomic::AtomicBool::new(false),
             state: Mutex::default(),
@@ -117,11 +144,11 @@ impl TenantGate {
             {
                 continue;
             }
-            let mut most = (QUANTUM * entry.weight as usize).min(bulk);
-            if let Some(running) = quotas.max_running {
-                let holding = held.get(&entry.queue).copied().unwrap_or(0) as u64;
-                most = most.min(running.saturating_sub(holding) as usize);
-            }
+            let running = self.running_of(quotas);
+            let holding = held.get(&entry.queue).copied().unwrap_or(0);
+            let most = (QUANTUM * entry.weight as usize)
+                .min(bulk)
+                .min((running + PREFETCH_MARGIN).saturating_sub(holding));
             if most > 0 {
                 sources.push(Source {
                     queue: entry.queue.clone(),
@@ -137,16 +164,69 @@ impl TenantGate {
         let window = self.window_of(now_ms());
         if window != state.window {
             state.window = window;
-            state.used.clear();
+            // Running tasks' budgets stay reserved in the new window.
+            state.used = state.reserved.clone();
         }
     }
 
-    /// Counts a finished task of `tenant` and the fuel it burnt.
-    pub(crate) fn finished(&self, tenant: &str, fuel: u64) {
+    /// Most of a tenant's tasks running at once, given its quotas.
+    fn running_of(&self, quotas: &Quotas) -> usize {
+        quotas.max_running.map_or(self.default_running, |most| {
+            usize::try_from(most).unwrap_or(usize::MAX).max(1)
+        })
+    }
+
+    /// How the dispatcher treats `tenant`'s tasks (a tenant not known yet:
+    /// the defaults).
+    pub(crate) fn share(&self, tenant: &str) -> Share {
+        let state = self.state();
+        match state.tenants.iter().find(|e| e.name == tenant) {
+            Some(entry) => Share {
+                running: self.running_of(&entry.quotas),
+                weight: entry.weight,
+            },
+            None => Share {
+                running: self.default_running,
+                weight: 1,
+            },
+        }
+    }
+
+    /// Reserves `fuel` (a task's whole budget) for a task of `tenant`
+    /// that starts; `false`, reserving nothing, when the tenant has no
+    /// `fuel_per_minute` left in this window (the task waits).
+    pub(crate) fn try_reserve(&self, tenant: &str, fuel: u64) -> bool {
+        let mut state = self.state();
+        self.roll_window(&mut state);
+        let budget = state
+            .tenants
+            .iter()
+            .find(|e| e.name == tenant)
+            .and_then(|e| e.quotas.fuel_per_minute);
+        if let Some(budget) = budget
+            && state.used.get(tenant).copied().unwrap_or(0) >= budget
+        {
+            return false;
+        }
+        *state.used.entry(tenant.to_owned()).or_default() += fuel;
+        *state.reserved.entry(tenant.to_owned()).or_default() += fuel;
+        true
+    }
+
+    /// Counts a finished task of `tenant` that reserved `reserved` and
+    /// burnt `fuel`: the part not burnt goes back to the tenant.
+    pub(crate) fn finished(&self, tenant: &str, reserved: u64, fuel: u64) {
         let mut state = self.state();
         self.roll_window(&mut state);
         let window = state.window;
-        *state.used.entry(tenant.to_owned()).or_default() += fuel;
+        if let Some(left) = state.reserved.get_mut(tenant) {
+            *left = left.saturating_sub(reserved);
+            if *left == 0 {
+                state.reserved.remove(tenant);
+            }
+        }
+        let used = state.used.entry(tenant.to_owned()).or_default();
+        *used = used.saturating_sub(reserved).saturating_add(fuel);
         let pending = state
             .unflushed
             .entry(window)
@@ -248,6 +328,15 @@ impl TenantGate {
             .map(|m| m.iter().map(|(t, (fuel, _))| (t.clone(), *fuel)).collect())
             .unwrap_or_default();
         for (tenant, fuel) in pending {
+            *state.used.entry(tenant).or_default() += fuel;
+        }
+        // So do the budgets of tasks running here.
+        let reserved: Vec<(String, u64)> = state
+            .reserved
+            .iter()
+            .map(|(t, fuel)| (t.clone(), *fuel))
+            .collect();
+        for (tenant, fuel) in reserved {
             *state.used.entry(tenant).or_default() += fuel;
         }
         Ok(())
