@@ -75,11 +75,12 @@ impl<J> Lanes<J> {
         mut may_start: impl FnMut(&str, &J) -> bool,
     ) -> Option<(String, J)> {
         for _ in 0..self.order.len() {
-            let key = self.order.front()?;
-            let lane = self.lanes.get_mut(key)?;
-            let ready = self.credit > 0
+            let key = self.order.front()?.clone();
+            let credit = self.credit;
+            let lane = self.lanes.get_mut(&key)?;
+            let ready = credit > 0
                 && lane.running < lane.share.running
-                && lane.jobs.front().is_some_and(|job| may_start(key, job));
+                && lane.jobs.front().is_some_and(|job| may_start(&key, job));
             if !ready {
                 self.order.rotate_left(1);
                 self.refill();
@@ -87,17 +88,15 @@ impl<J> Lanes<J> {
             }
             let job = lane.jobs.pop_front()?;
             lane.running += 1;
+            let emptied = lane.jobs.is_empty();
             self.waiting -= 1;
             self.credit -= 1;
-            let key = if lane.jobs.is_empty() {
+            if emptied {
                 self.credit = 0;
-                self.order.pop_front()?
-            } else {
-                if self.credit == 0 {
-                    self.order.rotate_left(1);
-                }
-                key.clone()
-            };
+                self.order.pop_front();
+            } else if self.credit == 0 {
+                self.order.rotate_left(1);
+            }
             if self.credit == 0 {
                 self.refill();
             }
