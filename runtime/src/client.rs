@@ -66,6 +66,10 @@ pub enum ClientError {
     /// No task (or schedule) by that id or name.
     #[error("{0}")]
     NotFound(String),
+    /// The tenant's backlog is at its `max_queued` quota: nothing was
+    /// enqueued.
+    #[error("max_queued: {}", .0.message())]
+    BacklogFull(crate::store::BacklogFull),
     /// A cached result was asked for with no result cache configured.
     #[error(
         "cached results need a result cache: set `cache = \"redis://HOST\"` in wasq.toml or WASQ_CACHE"
@@ -245,17 +249,21 @@ impl std::fmt::Debug for Client {
 impl Client {
     /// Connects to the configured broker and store.
     pub async fn connect(config: &Config) -> Result<Self, ClientError> {
+        let mut config = config.clone();
+        config.secret = config
+            .signing_secret()
+            .map_err(|e| ClientError::Invalid(e.to_string()))?;
         let broker = wasq_brokers::connect(&config.broker).await?;
         let mut store = Store::connect(&config.store).await?;
         if let Some(cache) = &config.cache {
             store = store.with_cache(cache).await?;
         }
-        Ok(Self::new(config.clone(), broker, store))
+        Ok(Self::new(config, broker, store))
     }
 
     /// A client over an existing broker and store.
     pub fn new(config: Config, broker: SharedBroker, store: Store) -> Self {
-        let codec = PackageCodec::new(&config.secret, config.compress);
+        let codec = PackageCodec::new(&config.secret_or_random(), config.compress);
         Self {
             config,
             broker,
@@ -411,8 +419,36 @@ impl Client {
         module_name: String,
     ) -> Result<TaskRecord, ClientError> {
         let record = self.tenant_record(tenant, request, digest, module_name)?;
-        self.submit(record.clone(), None).await?;
+        let ids = [record.id.clone()];
+        self.take_backlog(tenant, &[(record.id.clone(), record.queue.clone())])
+            .await?;
+        if let Err(error) = self.submit(record.clone(), None).await {
+            self.release_backlog(&ids).await;
+            return Err(error);
+        }
         Ok(record)
+    }
+
+    /// Takes places in `tenant`'s backlog for `tasks` (`(id, queue)`),
+    /// all or none ([`ClientError::BacklogFull`] at its `max_queued`).
+    async fn take_backlog(
+        &self,
+        tenant: &str,
+        tasks: &[(String, String)],
+    ) -> Result<(), ClientError> {
+        self.store
+            .take_backlog(tenant, tasks)
+            .await?
+            .map_err(ClientError::BacklogFull)
+    }
+
+    /// Gives back the backlog places of tasks that were not queued after
+    /// all (a failure here leaves them taken until the tenant's tasks
+    /// are purged: logged).
+    async fn release_backlog(&self, ids: &[String]) {
+        if let Err(error) = self.store.release_backlog(ids).await {
+            tracing::warn!(%error, "cannot give back the backlog places of tasks not queued");
+        }
     }
 
     /// The record of a request of `tenant` whose module is resolved: it
@@ -440,12 +476,32 @@ impl Client {
         tenant: &str,
         tasks: &[(TaskRequest, Digest, String)],
     ) -> Result<Vec<String>, ClientError> {
-        let mut ids = Vec::with_capacity(tasks.len());
+        let records = tasks
+            .iter()
+            .map(|(request, digest, module_name)| {
+                self.tenant_record(tenant, request, *digest, module_name.clone())
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
+        let places: Vec<(String, String)> = records
+            .iter()
+            .map(|r| (r.id.clone(), r.queue.clone()))
+            .collect();
+        self.take_backlog(tenant, &places).await?;
+        if let Err(error) = self.send_tenant_records(records).await {
+            // Some may have gone: their places come back early, never late.
+            self.release_backlog(&ids).await;
+            return Err(error);
+        }
+        Ok(ids)
+    }
+
+    /// Sends a tenant's records: in one broker call per queue and
+    /// priority, those with an ETA one by one.
+    async fn send_tenant_records(&self, records: Vec<TaskRecord>) -> Result<(), ClientError> {
         let mut batches: std::collections::BTreeMap<(String, i32), Vec<Vec<u8>>> =
             Default::default();
-        for (request, digest, module_name) in tasks {
-            let record = self.tenant_record(tenant, request, *digest, module_name.clone())?;
-            ids.push(record.id.clone());
+        for record in records {
             if record.eta_ms.is_some() {
                 self.submit(record, None).await?;
                 continue;
@@ -456,8 +512,7 @@ impl Client {
                 .or_default()
                 .push(bytes);
         }
-        self.send_batches(batches).await?;
-        Ok(ids)
+        self.send_batches(batches).await
     }
 
     /// Hands packages to the broker, one call per queue and priority.
@@ -738,7 +793,25 @@ impl Client {
         record.eta_ms = None;
         record.enqueued_at_ms = now_ms() as u64;
         record.unique_key = None;
-        let new_id = self.submit(record, None).await?;
+        // A tenant's task stays the tenant's (its queue says whose when
+        // its record was not kept) and takes a place in its backlog.
+        if record.tenant.is_none() {
+            record.tenant = crate::tenant::queue_tenant(&record.queue).map(str::to_owned);
+        }
+        let tenant = record.tenant.clone();
+        let place = [(record.id.clone(), record.queue.clone())];
+        if let Some(tenant) = &tenant {
+            self.take_backlog(tenant, &place).await?;
+        }
+        let new_id = match self.submit(record, None).await {
+            Ok(id) => id,
+            Err(error) => {
+                if tenant.is_some() {
+                    self.release_backlog(&[place[0].0.clone()]).await;
+                }
+                return Err(error);
+            }
+        };
         self.store.hand_on_task(id, &new_id).await?;
         self.store.remove_result(id).await?;
         Ok(new_id)

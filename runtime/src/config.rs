@@ -11,9 +11,13 @@ use crate::units::{parse_duration, parse_size};
 
 /// Where an embedded setup keeps everything by default.
 pub const DEFAULT_DIR: &str = ".wasq";
-/// The secret used when none is configured. Fine for one machine; set your
-/// own before several machines share a broker.
-pub const DEFAULT_SECRET: &str = "wasq-default-secret-change-me";
+/// The file, beside an embedded SQLite broker's database, that holds the
+/// secret wasq generated for it (0600).
+const SECRET_FILE: &str = "secret";
+
+/// The most `scratch_depth` may be: the scratch watcher holds a directory
+/// descriptor per level of each task's directory.
+const MAX_SCRATCH_DEPTH: u32 = 256;
 
 /// The settings of a cluster and of the commands that talk to it.
 #[derive(Debug, Clone, Deserialize)]
@@ -87,7 +91,10 @@ pub struct Config {
     /// the pusher. Default: 50 ms.
     #[serde(deserialize_with = "duration")]
     pub poll: Duration,
-    /// The secret packages are signed with.
+    /// The secret packages are signed with. Default: none. The embedded
+    /// SQLite broker then uses one wasq generates once in a private file
+    /// beside its database (`.wasq/secret`, 0600); the server brokers
+    /// (Redis, PostgreSQL, SQS) refuse to start without one.
     pub secret: String,
     /// Broker URL. Default: `sqlite://.wasq/wasq.db`.
     pub broker: String,
@@ -111,6 +118,14 @@ pub struct Config {
     pub memory: u64,
     /// Compiled-module cache. Default: `.wasq/modules`.
     pub cache_dir: Option<PathBuf>,
+    /// Longest a module's compile may take; it runs in a worker process
+    /// killed at this time. Default: 60 s.
+    #[serde(deserialize_with = "duration")]
+    pub compile_timeout: Duration,
+    /// Address space a module's compile may use (the worker process's
+    /// limit). Default: 4 GiB.
+    #[serde(deserialize_with = "size")]
+    pub compile_memory: u64,
     /// The window a tenant's `fuel_per_minute` quota counts over. Default:
     /// 1 min (shorter in tests).
     #[serde(deserialize_with = "duration")]
@@ -124,9 +139,29 @@ pub struct Config {
     /// plus a few. Untenanted tasks are not limited. Default: `workers`
     /// − 1 (at least 1).
     pub tenant_max_running: Option<usize>,
-    /// Where granted per-task scratch directories are made. Default: the
-    /// system's temporary directory.
+    /// Where granted per-task scratch directories are made: each cluster
+    /// makes a private root of its own there, `wasq-scratch-<random>`
+    /// (mode 0700, made fresh so a link planted there is never followed),
+    /// holds a lock in it while it runs, and at start removes the roots
+    /// its user's dead clusters left. Default: the system's temporary
+    /// directory.
     pub scratch_dir: Option<PathBuf>,
+    /// Bytes a task's scratch directory may hold, and the most a tenant's
+    /// `scratch_bytes` quota may give. Over it the task is stopped with
+    /// outcome `scratch_limit`. Enforced by a watcher that walks the
+    /// directory every 25 ms, so a fast writer can get past it by what it
+    /// writes in that time; the disk holding `scratch_dir` must have room
+    /// for `workers` times this and that margin. Default: 64 MiB.
+    #[serde(deserialize_with = "size")]
+    pub scratch_bytes: u64,
+    /// Files, directories and links a task's scratch directory may hold
+    /// (and the most a tenant's `scratch_entries` may give). Each walk of
+    /// the watcher stats up to this many entries. Default: 10,000.
+    pub scratch_entries: u64,
+    /// How deep directories may nest in a task's scratch directory (and
+    /// the most a tenant's `scratch_depth` may give). The watcher holds a
+    /// descriptor per level, so it is at most 256. Default: 32.
+    pub scratch_depth: u32,
     /// Report failed tasks to Sentry at this DSN
     /// (`https://KEY@HOST/PROJECT`). Default: none.
     pub sentry_dsn: Option<String>,
@@ -155,7 +190,7 @@ impl Default for Config {
             queue_limit: None,
             bulk: 100,
             poll: Duration::from_millis(50),
-            secret: DEFAULT_SECRET.into(),
+            secret: String::new(),
             broker: db.clone(),
             store: db,
             queue: "default".into(),
@@ -164,9 +199,14 @@ impl Default for Config {
             max_fuel: 1_000_000_000_000,
             memory: 128 << 20,
             cache_dir: None,
+            compile_timeout: Duration::from_secs(60),
+            compile_memory: 4 << 30,
             fuel_window: Duration::from_secs(60),
             tenant_max_running: None,
             scratch_dir: None,
+            scratch_bytes: 64 << 20,
+            scratch_entries: 10_000,
+            scratch_depth: 32,
             sentry_dsn: None,
         }
     }
@@ -194,7 +234,7 @@ pub enum ConfigError {
     },
 }
 
-const KEYS: [&str; 31] = [
+const KEYS: [&str; 36] = [
     "name",
     "label",
     "workers",
@@ -222,9 +262,14 @@ const KEYS: [&str; 31] = [
     "max_fuel",
     "memory",
     "cache_dir",
+    "compile_timeout",
+    "compile_memory",
     "fuel_window",
     "tenant_max_running",
     "scratch_dir",
+    "scratch_bytes",
+    "scratch_entries",
+    "scratch_depth",
     "sentry_dsn",
 ];
 
@@ -300,8 +345,8 @@ impl Config {
         if self.fuel_window < Duration::from_secs(1) {
             return Err(bad("fuel_window must be at least 1s"));
         }
-        if self.secret.is_empty() {
-            return Err(bad("secret must not be empty"));
+        if !(1..=MAX_SCRATCH_DEPTH).contains(&self.scratch_depth) {
+            return Err(bad("scratch_depth must be 1 to 256"));
         }
         self.retry_policy().validate().map_err(|e| bad(&e))?;
         Ok(self)
@@ -321,6 +366,46 @@ impl Config {
             backoff_max_ms: self.backoff_max.as_millis() as u64,
             jitter: self.jitter,
             retry_on: self.retry_on.clone(),
+        }
+    }
+
+    /// The secret to sign packages with: `secret` if set; else, for an
+    /// embedded SQLite broker, the one generated beside its database
+    /// (made on first use). Server brokers need one set.
+    pub fn signing_secret(&self) -> Result<String, ConfigError> {
+        if !self.secret.is_empty() {
+            return Ok(self.secret.clone());
+        }
+        if let Some(path) = self.broker.strip_prefix("sqlite://") {
+            let db = Path::new(path.split('?').next().unwrap_or(path));
+            let file = db
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."))
+                .join(SECRET_FILE);
+            return crate::secret_file::read_or_create(&file)
+                .map_err(|source| ConfigError::Read { path: file, source });
+        }
+        if self.broker.starts_with("memory:") {
+            return Ok(crate::secret_file::random_secret());
+        }
+        Err(ConfigError::Invalid {
+            origin: "configuration".into(),
+            message: format!(
+                "no secret is set for the broker {}: set WASQ_SECRET (or `secret` in wasq.toml) to \
+                 the same value on every machine that shares it",
+                wasq_brokers::redact(&self.broker)
+            ),
+        })
+    }
+
+    /// `secret`, or a random one when none is set (packages then verify
+    /// only in this process).
+    pub fn secret_or_random(&self) -> String {
+        if self.secret.is_empty() {
+            crate::secret_file::random_secret()
+        } else {
+            self.secret.clone()
         }
     }
 
@@ -346,6 +431,8 @@ impl Config {
                 .slots
                 .max(u32::try_from(self.workers).unwrap_or(u32::MAX)),
             cache_dir: Some(self.cache_dir()),
+            compile_timeout: self.compile_timeout,
+            compile_memory: self.compile_memory,
             ..defaults
         }
     }
@@ -401,6 +488,9 @@ mod tests {
         assert_eq!(c.broker, "sqlite://.wasq/wasq.db");
         assert_eq!(c.store, c.broker);
         assert_eq!(c.queue_limit(), c.workers * 32);
+        assert_eq!(c.scratch_bytes, 64 << 20);
+        let c = Config::load(None, env(&[("WASQ_SCRATCH_BYTES", "1MiB")])).unwrap();
+        assert_eq!(c.scratch_bytes, 1 << 20);
     }
 
     #[test]
@@ -435,5 +525,7 @@ mod tests {
         assert!(err.to_string().contains("wokers"), "{err}");
         let err = Config::load(None, env(&[("WASQ_WORKERS", "0")])).unwrap_err();
         assert!(err.to_string().contains("at least 1"), "{err}");
+        let err = Config::load(None, env(&[("WASQ_SCRATCH_DEPTH", "100000")])).unwrap_err();
+        assert!(err.to_string().contains("scratch_depth"), "{err}");
     }
 }

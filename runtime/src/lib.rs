@@ -58,11 +58,13 @@ mod client;
 pub mod cluster;
 pub mod config;
 mod digest;
+mod secret_file;
 pub mod metrics;
 pub mod package;
 pub mod report;
 pub mod sandbox;
 pub mod schedule;
+mod scratch;
 #[cfg(feature = "serve")]
 pub mod serve;
 pub mod store;
@@ -76,5 +78,5 @@ pub use config::Config;
 pub use digest::{Digest, DigestParseError};
 pub use sandbox::{
     CancelToken, CpuMetering, Execution, Limits, Outcome, OutcomeKind, OutputStream, Sandbox,
-    SandboxConfig, SandboxError, TaskCall, TaskModule, Usage,
+    SandboxConfig, SandboxError, ScratchLimits, ScratchQuota, TaskCall, TaskModule, Usage,
 };

@@ -5,6 +5,11 @@
 //! - `run_bad_input`: files that are not wasm, missing imports, unknown
 //!   tasks, arguments that are not JSON: one-line errors, non-zero exits.
 //! - `escape`: every task of escape.wasm fails inside the guest.
+//! - `isolation_resources`: memory limits total over a component's or
+//!   module's memories; scratch quotas (bytes, entries, depth) stop a task
+//!   with `scratch_limit`; a tree too deep for any stack is removed; the
+//!   scratch root is private, planted links are not followed, a killed
+//!   cluster's leftovers are swept; `.wasq/wasq.db` is 0600.
 //! - `guests`: each example guest (Rust SDK, markdown, C) gives the right
 //!   results.
 //! - `languages`: the guest SDKs for C, Zig, AssemblyScript and JavaScript
@@ -21,11 +26,24 @@
 //! - `dashboard`: the web dashboard in headless Chromium — tasks,
 //!   resubmitting a failure, a schedule firing, uploads, purges, who sees
 //!   what; screenshots under `target/dashboard-screenshots/`.
+//! - `dashboard_security`: the login and grants under attack, plain HTTP —
+//!   hostile `next` values stay on-site, failed logins get 429 per client
+//!   and per key, one key's logins end only its own sessions, `Secure`
+//!   cookies, `--deny-grant` revokes from modules and their tasks.
 //! - `monitor`: `wasq monitor` in tmux — a running task, redraws, `q`.
 //! - `reporting`: a failed task reaches a stand-in for Sentry; logs from
 //!   enqueue to result name the task.
+//! - `isolation_compile`: imports wasq lacks and compiler-bomb shapes refused
+//!   before compiling; a bomb stopped at its cap, its worker killed,
+//!   refused at once after, never holding up compiled modules.
+//! - `isolation_binding`: forged packages (another tenant's digest, queue
+//!   or group) refused and recorded; no built-in secret.
 //! - `sandbox_api`: the library API — concurrency without a thread per
 //!   task, the compiled-module cache, limits.
+//! - `isolation_quotas`: tenants' quotas on every path — `max_queued`
+//!   over deferred tasks, every queue, racing batches, schedules and
+//!   resubmits; fuel charged while tasks run; timeouts capped by the
+//!   cluster's; one tenant's long tasks never starve another's.
 //!
 //! They need the example modules (`cargo xtask build`) and the `wasq`
 //! binary of the same profile, and the servers (Redis, PostgreSQL, an SQS
@@ -35,8 +53,13 @@
 mod broker_conformance;
 mod cluster;
 mod dashboard;
+mod dashboard_security;
 mod escape;
 mod guests;
+mod isolation_binding;
+mod isolation_compile;
+mod isolation_quotas;
+mod isolation_resources;
 mod languages;
 mod many_clusters;
 mod monitor;

@@ -15,6 +15,9 @@ use serde_json::json;
 use wasq::{Client, Config, TaskRequest};
 use wasq_tests::{ClusterProcess, eventually, postgres_database, server_url, wasm, wasq_env};
 
+/// The secret every process of these tests signs with.
+const TEST_SECRET: &str = "many-clusters-test-secret-0123456789abcdef";
+
 /// Which broker a test runs on.
 #[derive(Clone, Copy, Debug)]
 enum Kind {
@@ -43,6 +46,8 @@ impl Shared {
             broker: broker.clone(),
             store: store.clone(),
             queue: queue.clone(),
+            // Server brokers need a secret of one's own (there is no built-in one).
+            secret: TEST_SECRET.into(),
             ..Config::default()
         };
         let client = Client::connect(&config).await.unwrap();
@@ -52,6 +57,7 @@ impl Shared {
             ("WASQ_BROKER".into(), broker),
             ("WASQ_STORE".into(), store),
             ("WASQ_QUEUE".into(), queue),
+            ("WASQ_SECRET".into(), TEST_SECRET.into()),
             // Keep every result, and a short lease so a dead cluster's
             // tasks come back quickly.
             ("WASQ_SAVE_LIMIT".into(), "0".into()),
@@ -294,7 +300,11 @@ fn enqueue_against_a_down_broker_fails_in_one_line() {
         let run = wasq_env(
             dir.path(),
             &["enqueue", "basics", "noop"],
-            &[("WASQ_STORE", &store), ("WASQ_BROKER", broker)],
+            &[
+                ("WASQ_STORE", &store),
+                ("WASQ_BROKER", broker),
+                ("WASQ_SECRET", TEST_SECRET),
+            ],
         );
         assert_ne!(run.code, 0, "{broker}: {run:?}");
         let line = run.one_line_error();

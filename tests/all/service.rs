@@ -59,6 +59,11 @@ impl Service {
         self.dir.path()
     }
 
+    /// The server's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self._server.id()
+    }
+
     /// The logs of the processes started in its directory, for failure
     /// messages.
     pub(crate) fn logs(&self) -> String {
@@ -479,7 +484,12 @@ async fn a_small_tenant_is_served_before_a_big_backlog_on_redis_and_postgres() {
         &wasq::package::new_task_id()[..8]
     );
     let store = wasq_tests::postgres_database().await;
-    small_tenant_first(&[("WASQ_BROKER", &broker), ("WASQ_STORE", &store)]).await;
+    small_tenant_first(&[
+        ("WASQ_BROKER", &broker),
+        ("WASQ_STORE", &store),
+        ("WASQ_SECRET", "service-test-secret-0123456789abcdef"),
+    ])
+    .await;
 }
 
 /// Tenant A queues 10,000 tasks, then tenant B 10, then a cluster starts:

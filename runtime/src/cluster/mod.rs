@@ -10,6 +10,7 @@
 //! and the store keeps the first result of a task, so a task killed halfway
 //! runs again and still ends with exactly one result.
 
+mod binding;
 mod cancel;
 mod dispatch;
 mod jobs;
@@ -71,8 +72,13 @@ pub(crate) struct Shared {
     running: Mutex<HashMap<String, (CancelToken, crate::store::RunningTask)>>,
     /// Tenants: their turns, quotas, fuel used and module grants.
     pub(crate) tenants: tenants::TenantGate,
+    /// Which tenant owns which module digest, as the store said lately.
+    pub(crate) ownership: binding::Ownership,
     /// Told of every task that ends in failure.
     pub(crate) reporters: Vec<Arc<dyn crate::report::ErrorReporter>>,
+    /// This cluster's private root of scratch directories; `None` when it
+    /// could not be made (scratch tasks are then handed back).
+    pub(crate) scratch: Option<Arc<crate::scratch::ScratchRoot>>,
 }
 
 impl Shared {
@@ -146,6 +152,11 @@ impl Shared {
                 .map_or(self.config.timeout, Duration::from_millis),
             fuel: task.fuel.unwrap_or(self.config.max_fuel),
             memory: task.memory.unwrap_or(self.config.memory),
+            scratch: crate::ScratchLimits {
+                bytes: self.config.scratch_bytes,
+                entries: self.config.scratch_entries,
+                depth: self.config.scratch_depth,
+            },
             ..Limits::default()
         }
     }
@@ -241,7 +252,7 @@ impl Cluster {
             std::process::id(),
             &crate::package::new_task_id()[..6]
         );
-        let codec = PackageCodec::new(&config.secret, config.compress);
+        let codec = PackageCodec::new(&config.secret_or_random(), config.compress);
         let default_retry = config.retry_policy();
         let shared = Arc::new(Shared {
             retries_by_default: default_retry.max_attempts > 1,
@@ -250,7 +261,14 @@ impl Cluster {
             cancels: Mutex::default(),
             running: Mutex::default(),
             tenants: tenants::TenantGate::new(&config),
+            ownership: binding::Ownership::default(),
             reporters,
+            scratch: crate::scratch::ScratchRoot::for_cluster(
+                config
+                    .scratch_dir
+                    .clone()
+                    .unwrap_or_else(std::env::temp_dir),
+            ),
             config,
             id: id.clone(),
             broker,

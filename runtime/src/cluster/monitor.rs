@@ -245,6 +245,8 @@ fn plan(
         hook_record.id = hook_id(&result.id);
         hook_record.priority = record.priority;
         hook_record.group = record.group.clone();
+        // A tenant's hook runs as that tenant: its grants, quotas and turn.
+        hook_record.tenant = record.tenant.clone();
         if let Some(task) = deferred(shared, &hook_record, now) {
             followups.deferred.push(Followup {
                 parent: Some(result.id.clone()),

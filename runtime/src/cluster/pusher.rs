@@ -1,7 +1,8 @@
 //! The pusher: takes packages from the broker in bulk while the cluster
 //! holds fewer than `queue_limit`, verifies and decodes them, and queues
-//! them for the workers. A package that fails to verify is recorded as
-//! rejected and failed in the broker, never run and never silently dropped.
+//! them for the workers. A package that fails to verify, or that claims
+//! what its tenant does not own (see `binding`), is recorded as rejected
+//! and failed in the broker, never run and never silently dropped.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use wasq_brokers::Delivery;
 
 use super::Shared;
 use super::jobs::{Completion, Job};
-use crate::package::PackageError;
+use super::binding::Unbound;
 use crate::store::{Rejected, now_ms};
 
 /// The longest pause between attempts to reach a broker that is down.
@@ -72,9 +73,21 @@ pub(crate) async fn run(
         for (queue, delivery) in taken {
             let taken = (queue, delivery.ack_id.clone());
             shared.held().insert(taken.clone());
-            match shared.codec.decode(&delivery.payload) {
-                Err(error) => reject(&shared, &taken.0, delivery, error).await,
-                Ok(record) => {
+            let decoded = shared.codec.decode(&delivery.payload);
+            let bound = match &decoded {
+                Ok(record) => super::binding::verify(&shared, &taken.0, record).await,
+                Err(_) => Ok(()),
+            };
+            match (decoded, bound) {
+                (Err(error), _) => reject(&shared, &taken.0, delivery, error.to_string()).await,
+                (Ok(_), Err(Unbound::Refused(reason))) => {
+                    reject(&shared, &taken.0, delivery, reason).await
+                }
+                (Ok(_), Err(Unbound::Unknown(error))) => {
+                    tracing::warn!(%error, "cannot check a package's tenant; handing it back");
+                    super::jobs::hand_back(&shared, &taken).await;
+                }
+                (Ok(record), Ok(())) => {
                     let job = Job {
                         ack: taken,
                         deliveries: delivery.deliveries,
@@ -152,12 +165,12 @@ async fn take(
 /// Records a package that failed to verify or decode, then fails it in the
 /// broker. If the record cannot be written the package stays leased, so it
 /// comes back and is looked at again.
-async fn reject(shared: &Shared, queue: &Arc<str>, delivery: Delivery, error: PackageError) {
-    tracing::error!(ack = %delivery.ack_id, %error, "refusing a task package");
+async fn reject(shared: &Shared, queue: &Arc<str>, delivery: Delivery, reason: String) {
+    tracing::error!(ack = %delivery.ack_id, %reason, "refusing a task package");
     let rejected = Rejected {
         queue: queue.to_string(),
         broker_id: delivery.ack_id.to_string(),
-        reason: error.to_string(),
+        reason,
         size: delivery.payload.len() as u64,
         at_ms: now_ms(),
         cluster: shared.id.clone(),

@@ -1,6 +1,6 @@
 //! Compiled modules: an in-memory LRU of ready-to-instantiate modules keyed
-//! by digest, and an optional directory of serialized artifacts so a restart
-//! does not recompile.
+//! by digest, bounded in entries and in bytes, and an optional directory of
+//! serialized artifacts so a restart does not recompile.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -24,6 +24,8 @@ pub struct TaskModule {
 struct ModuleInner {
     digest: Digest,
     size: usize,
+    /// What it holds in memory, roughly: see [`TaskModule::footprint`].
+    footprint: usize,
     compiled: Compiled,
 }
 
@@ -37,13 +39,27 @@ pub(crate) enum Compiled {
 
 impl TaskModule {
     pub(crate) fn new(digest: Digest, size: usize, compiled: Compiled) -> Self {
+        let image = match &compiled {
+            Compiled::Module(pre) => pre.module().image_range(),
+            Compiled::Component(pre) => pre.component().image_range(),
+        };
+        let image = (image.end as usize).saturating_sub(image.start as usize);
         Self {
             inner: Arc::new(ModuleInner {
                 digest,
                 size,
+                footprint: estimate_footprint(size, image),
                 compiled,
             }),
         }
+    }
+
+    /// Bytes this module holds in memory, estimated: its compiled image
+    /// (code, data, metadata) plus its wasm size again for the rest of
+    /// wasmtime's bookkeeping (types, linked imports), and never less than
+    /// [`FOOTPRINT_FACTOR`] times its wasm size.
+    pub fn footprint(&self) -> usize {
+        self.inner.footprint
     }
 
     /// The sha256 of the module's bytes.
@@ -76,13 +92,33 @@ impl fmt::Debug for TaskModule {
     }
 }
 
+/// The least a compiled module is taken to hold, per byte of its wasm:
+/// Cranelift's code is usually larger than the wasm it came from.
+pub(crate) const FOOTPRINT_FACTOR: usize = 2;
+
+fn estimate_footprint(wasm_size: usize, image: usize) -> usize {
+    image
+        .saturating_add(wasm_size)
+        .max(wasm_size.saturating_mul(FOOTPRINT_FACTOR))
+}
+
 type Cell = Arc<OnceCell<TaskModule>>;
 
 /// The in-memory cache. Each digest gets a cell that is filled once, so
 /// concurrent loads of one module compile it once.
+///
+/// Bounded by `capacity` entries and by `max_bytes` of compiled modules'
+/// [footprints](TaskModule::footprint): past either, least recently used
+/// modules are dropped (a dropped module stays alive while a task still
+/// holds it). The entry just asked for is never dropped, so one module
+/// larger than `max_bytes` is kept alone; cells still compiling count
+/// nothing until filled and are counted on the next lookup, so the cache may
+/// exceed `max_bytes` by the modules compiling at once
+/// (`compile_concurrency`) until then.
 #[derive(Debug)]
 pub(crate) struct ModuleCache {
     capacity: usize,
+    max_bytes: usize,
     state: Mutex<CacheState>,
 }
 
@@ -93,11 +129,56 @@ struct CacheState {
 }
 
 impl ModuleCache {
+    /// A cache of `capacity` modules and the default byte bound
+    /// ([`SandboxConfig::cache_bytes`](super::SandboxConfig::cache_bytes)).
+    #[allow(
+        dead_code,
+        reason = "the count-only constructor, kept for callers that predate cache_bytes"
+    )]
     pub(crate) fn new(capacity: usize) -> Self {
+        Self::with_bytes(capacity, super::config::DEFAULT_CACHE_BYTES)
+    }
+
+    /// A cache of at most `capacity` modules and `max_bytes` of them.
+    pub(crate) fn with_bytes(capacity: usize, max_bytes: usize) -> Self {
         Self {
             capacity: capacity.max(1),
+            max_bytes,
             state: Mutex::default(),
         }
+    }
+
+    /// Drops least recently used filled entries other than `keep` while the
+    /// filled ones hold more than `max_bytes`.
+    fn shrink(&self, state: &mut CacheState, keep: &Digest) {
+        let footprint = |cell: &Cell| cell.get().map_or(0, TaskModule::footprint);
+        let mut total: usize = state
+            .entries
+            .values()
+            .map(|(cell, _)| footprint(cell))
+            .fold(0, usize::saturating_add);
+        while total > self.max_bytes {
+            let oldest = state
+                .entries
+                .iter()
+                .filter(|(d, (cell, _))| *d != keep && cell.initialized())
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(d, _)| *d);
+            let Some(oldest) = oldest else { break };
+            if let Some((cell, _)) = state.entries.remove(&oldest) {
+                total = total.saturating_sub(footprint(&cell));
+            }
+        }
+    }
+
+    /// Bytes of the compiled modules held (their footprints).
+    #[cfg(test)]
+    fn bytes(&self) -> usize {
+        self.lock()
+            .entries
+            .values()
+            .filter_map(|(cell, _)| cell.get().map(TaskModule::footprint))
+            .fold(0, usize::saturating_add)
     }
 
     fn lock(&self) -> MutexGuard<'_, CacheState> {
@@ -113,7 +194,9 @@ impl ModuleCache {
         let now = state.clock;
         if let Some((cell, used)) = state.entries.get_mut(&digest) {
             *used = now;
-            return cell.clone();
+            let cell = cell.clone();
+            self.shrink(&mut state, &digest);
+            return cell;
         }
         if state.entries.len() >= self.capacity {
             let oldest = state
@@ -127,6 +210,7 @@ impl ModuleCache {
         }
         let cell = Cell::default();
         state.entries.insert(digest, (cell.clone(), now));
+        self.shrink(&mut state, &digest);
         cell
     }
 
@@ -137,7 +221,9 @@ impl ModuleCache {
         let now = state.clock;
         let (cell, used) = state.entries.get_mut(digest)?;
         *used = now;
-        cell.get().cloned()
+        let found = cell.get().cloned();
+        self.shrink(&mut state, digest);
+        found
     }
 
     pub(crate) fn clear(&self) {
@@ -170,6 +256,11 @@ impl ArtifactDir {
 
     fn path(&self, digest: &Digest, kind: &str) -> PathBuf {
         self.dir.join(format!("{digest}-{}.{kind}", self.tag))
+    }
+
+    /// Where the refusal of `digest` under these engine settings is kept.
+    pub(crate) fn refused_path(&self, digest: &Digest) -> PathBuf {
+        self.path(digest, "refused")
     }
 
     /// Loads the module artifact of `digest`, if one is there and still loads.
@@ -233,16 +324,100 @@ impl ArtifactDir {
     /// Writes an artifact; a failure only costs a recompile later, so it is
     /// logged, not returned.
     fn store_bytes(&self, digest: &Digest, kind: &str, serialized: wasmtime::Result<Vec<u8>>) {
+        use std::io::Write as _;
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
         let write = || -> std::io::Result<()> {
             let bytes = serialized.map_err(std::io::Error::other)?;
-            std::fs::create_dir_all(&self.dir)?;
+            // Artifacts are native code wasq will run: private to its user
+            // (0700 directory, 0600 files) whatever the umask.
+            wasq_brokers::private::create_private_dir(&self.dir)?;
+            std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o700))?;
             let path = self.path(digest, kind);
             let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-            std::fs::write(&tmp, bytes)?;
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+            file.write_all(&bytes)?;
+            drop(file);
             std::fs::rename(&tmp, &path)
         };
         if let Err(error) = write() {
             tracing::warn!(dir = %self.dir.display(), %error, "cannot save compiled module");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A linked module of about `data` bytes of wasm, unique per `seed`.
+    fn module(engine: &Engine, seed: u8, data: usize) -> TaskModule {
+        let bytes = "\\00".repeat(data);
+        let wat = format!(
+            "(module (memory 1) (global i32 (i32.const {seed})) (data (i32.const 0) \"{bytes}\"))"
+        );
+        let wasm = wat::parse_str(&wat).expect("valid wat");
+        let compiled = Module::new(engine, &wasm).expect("compiles");
+        let linker = wasmtime::Linker::<TaskState>::new(engine);
+        let pre = linker.instantiate_pre(&compiled).expect("links");
+        TaskModule::new(Digest::of(&wasm), wasm.len(), Compiled::Module(pre))
+    }
+
+    fn fill(cache: &ModuleCache, module: &TaskModule) {
+        cache
+            .cell(module.digest())
+            .set(module.clone())
+            .expect("an empty cell");
+    }
+
+    #[test]
+    fn the_cache_is_bounded_in_bytes_dropping_the_least_recently_used() {
+        let engine = Engine::default();
+        let [a, b, c] = [1, 2, 3].map(|seed| module(&engine, seed, 64 << 10));
+        for m in [&a, &b, &c] {
+            assert!(m.footprint() >= FOOTPRINT_FACTOR * m.size(), "{m:?}");
+            assert!(m.size() >= 64 << 10);
+        }
+        // Room for two of the three, and entries for all of them.
+        let room = a.footprint() + b.footprint().max(c.footprint());
+        let cache = ModuleCache::with_bytes(100, room);
+        fill(&cache, &a);
+        fill(&cache, &b);
+        assert_eq!(cache.len(), 2);
+        // `a` is used, so `b` is the least recently used when `c` arrives.
+        assert!(cache.get(&a.digest()).is_some());
+        fill(&cache, &c);
+        assert!(cache.get(&c.digest()).is_some(), "the newest stays");
+        assert!(cache.bytes() <= room, "{} > {room}", cache.bytes());
+        assert!(cache.get(&a.digest()).is_some(), "recently used stays");
+        assert!(cache.get(&b.digest()).is_none(), "least recently used goes");
+    }
+
+    #[test]
+    fn one_module_over_the_bound_is_kept_alone() {
+        let engine = Engine::default();
+        let small = module(&engine, 1, 16);
+        let big = module(&engine, 2, 64 << 10);
+        let cache = ModuleCache::with_bytes(100, big.footprint() - 1);
+        fill(&cache, &small);
+        fill(&cache, &big);
+        assert!(cache.get(&big.digest()).is_some());
+        assert!(cache.get(&small.digest()).is_none(), "dropped for the big one");
+        assert_eq!(cache.len(), 1);
+    }
+
+    #[test]
+    fn the_entry_count_still_bounds_the_cache() {
+        let engine = Engine::default();
+        let cache = ModuleCache::new(2);
+        for seed in 0..5 {
+            fill(&cache, &module(&engine, seed, 16));
+        }
+        assert_eq!(cache.len(), 2);
     }
 }

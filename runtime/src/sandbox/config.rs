@@ -4,7 +4,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::CpuMetering;
+use super::{CompileIsolation, CpuMetering};
+
+/// The default of [`SandboxConfig::cache_bytes`].
+pub(crate) const DEFAULT_CACHE_BYTES: usize = 512 << 20;
 
 /// Engine-wide settings of a [`Sandbox`](super::Sandbox).
 ///
@@ -75,22 +78,62 @@ pub struct SandboxConfig {
     /// Default: 256.
     pub cache_capacity: usize,
 
+    /// Bytes of compiled modules kept in memory, estimated per module from
+    /// its compiled image and wasm size (`TaskModule::footprint`); least
+    /// recently used are dropped past it, as past
+    /// [`cache_capacity`](Self::cache_capacity), whichever comes first.
+    ///
+    /// Default: 512 MiB. A module that alone exceeds it is still kept (the
+    /// one most recently used), so memory is bounded by this plus one
+    /// module of at most [`max_module_size`](Self::max_module_size)'s
+    /// compiled size, plus the modules compiling at once. Dropping only
+    /// costs a reload from [`cache_dir`](Self::cache_dir) or a recompile.
+    pub cache_bytes: usize,
+
     /// Largest module accepted, in bytes. Default: 64 MiB.
     ///
     /// Compiling hostile modules can take far longer than running them; this
     /// and [`compile_timeout`](Self::compile_timeout) bound that work.
     pub max_module_size: usize,
 
-    /// Longest a compile may take before the module is refused.
+    /// Longest a compile may take before the module is refused, and
+    /// longest a load waits for a compile slot.
     ///
-    /// Default: 60 s. Cranelift cannot be interrupted: a compile past this
-    /// time is abandoned (its thread finishes in the background) and the
-    /// caller gets [`SandboxError::CompileTimeout`](super::SandboxError).
+    /// Default: 60 s. With [`CompileIsolation::Subprocess`] the compile
+    /// worker is killed at this time (and limited to it in CPU time), so
+    /// its slot frees at once; in process, Cranelift cannot be
+    /// interrupted, so the compile is abandoned and finishes on its
+    /// thread. Either way the caller gets
+    /// [`SandboxError::CompileTimeout`](super::SandboxError), and the
+    /// digest is refused at once afterwards. A load that waited this long
+    /// for a slot gets `CompileBusy` (the module is not blamed).
     pub compile_timeout: Duration,
 
-    /// Compiles that may run at once, off the async threads.
-    /// Default: the number of CPUs.
+    /// Compiles that may run at once. Default: the number of CPUs.
     pub compile_concurrency: usize,
+
+    /// Where modules are compiled. Default: [`CompileIsolation::InProcess`]
+    /// (a library has no worker program to run); the `wasq` binary uses
+    /// [`CompileIsolation::Subprocess`] of itself.
+    pub compile_isolation: CompileIsolation,
+
+    /// Address space a compile worker may map, in bytes (`RLIMIT_AS`);
+    /// a compile that needs more is refused with `CompileOutOfMemory`.
+    /// Default: 4 GiB. Only with [`CompileIsolation::Subprocess`].
+    pub compile_memory: u64,
+
+    /// Most functions a module (or all modules of a component together)
+    /// may define. Checked before compiling. Default: 200,000.
+    pub max_functions: u32,
+
+    /// Largest function body, in bytes. Checked before compiling.
+    /// Default: 4 MiB.
+    pub max_function_size: usize,
+
+    /// Deepest nesting of blocks, loops and ifs in a function. Checked
+    /// before compiling: a few thousand nested loops under one `br_table`
+    /// take Cranelift minutes. Default: 500.
+    pub max_nesting: u32,
 }
 
 impl Default for SandboxConfig {
@@ -105,9 +148,15 @@ impl Default for SandboxConfig {
             cpu_metering: CpuMetering::PollTime,
             cache_dir: None,
             cache_capacity: 256,
+            cache_bytes: DEFAULT_CACHE_BYTES,
             max_module_size: 64 << 20,
             compile_timeout: Duration::from_secs(60),
             compile_concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            compile_isolation: CompileIsolation::InProcess,
+            compile_memory: 4 << 30,
+            max_functions: 200_000,
+            max_function_size: 4 << 20,
+            max_nesting: 500,
         }
     }
 }
@@ -131,9 +180,10 @@ pub struct Limits {
     /// is off.
     pub fuel: u64,
 
-    /// Linear memory in bytes, clamped to [`SandboxConfig::max_memory`].
-    /// Default: 128 MiB. A `memory.grow` past it fails inside the guest; if
-    /// the task then fails, its outcome is `memory_limit`.
+    /// Linear memory in bytes, clamped to [`SandboxConfig::max_memory`]:
+    /// the total over every memory of the instance (a component holds
+    /// several). Default: 128 MiB. A `memory.grow` past it fails inside the
+    /// guest; if the task then fails, its outcome is `memory_limit`.
     pub memory: u64,
 
     /// Table elements, clamped to [`SandboxConfig::max_table_elements`].
@@ -145,6 +195,40 @@ pub struct Limits {
 
     /// Bytes the task may write to stderr (its log). Default: 64 KiB.
     pub stderr: usize,
+
+    /// Quotas of the task's scratch directory, when it has one
+    /// ([`TaskCall::scratch`](super::TaskCall::scratch)).
+    pub scratch: ScratchLimits,
+}
+
+/// Quotas of a task's scratch directory. A task over one is stopped with
+/// [`Outcome::ScratchLimit`](super::Outcome::ScratchLimit).
+///
+/// WASI gives no hook on writes, so a watcher walks the directory every
+/// few tens of milliseconds (and once more when the task ends): a fast
+/// writer can go past a quota by what it writes in that time before it is
+/// stopped. The walk itself is bounded by these quotas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScratchLimits {
+    /// Bytes of its files (each counted at its length or its allocated
+    /// blocks, whichever is larger). Default: 64 MiB.
+    pub bytes: u64,
+    /// Files, directories and links. Default: 10,000.
+    pub entries: u64,
+    /// How deep directories may nest (an entry of `/scratch` is at depth
+    /// 1). The watcher holds a descriptor per level, so keep it small.
+    /// Default: 32.
+    pub depth: u32,
+}
+
+impl Default for ScratchLimits {
+    fn default() -> Self {
+        Self {
+            bytes: 64 << 20,
+            entries: 10_000,
+            depth: 32,
+        }
+    }
 }
 
 impl Default for Limits {
@@ -156,6 +240,7 @@ impl Default for Limits {
             table_elements: 10_000,
             stdout: 1 << 20,
             stderr: 64 << 10,
+            scratch: ScratchLimits::default(),
         }
     }
 }

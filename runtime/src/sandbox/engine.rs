@@ -39,12 +39,51 @@ pub(crate) fn build_engine(config: &SandboxConfig) -> Result<Engine, SandboxErro
         .table_keep_resident(64 << 10)
         .pagemap_scan(Enabled::Auto);
 
-    let mut wasm = Config::new();
-    wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
-        .memory_init_cow(true)
-        .epoch_interruption(true)
-        .consume_fuel(config.fuel);
+    let mut wasm = wasm_config(&EngineSettings::of(config));
+    wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Engine::new(&wasm).map_err(|e| SandboxError::Engine(format!("{e:#}")))
+}
+
+/// The engine settings that shape compiled code: a compile worker builds
+/// its engine from these, so what it compiles loads into the sandbox's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct EngineSettings {
+    pub(crate) fuel: bool,
+}
+
+impl EngineSettings {
+    pub(crate) fn of(config: &SandboxConfig) -> Self {
+        Self { fuel: config.fuel }
+    }
+
+    /// As one command-line argument of the compile worker.
+    pub(crate) fn to_arg(self) -> String {
+        format!("fuel={}", u8::from(self.fuel))
+    }
+
+    pub(crate) fn from_arg(arg: &str) -> Option<Self> {
+        match arg {
+            "fuel=1" => Some(Self { fuel: true }),
+            "fuel=0" => Some(Self { fuel: false }),
+            _ => None,
+        }
+    }
+}
+
+/// Everything of the engine's configuration but the instance allocator,
+/// which does not change compiled code.
+fn wasm_config(settings: &EngineSettings) -> Config {
+    let mut wasm = Config::new();
+    wasm.memory_init_cow(true)
+        .epoch_interruption(true)
+        .consume_fuel(settings.fuel);
+    wasm
+}
+
+/// An engine that only compiles (the compile worker's): no pool to
+/// reserve address space for.
+pub(crate) fn compile_only_engine(settings: &EngineSettings) -> Result<Engine, SandboxError> {
+    Engine::new(&wasm_config(settings)).map_err(|e| SandboxError::Engine(format!("{e:#}")))
 }
 
 /// The linker every command module instantiates against: WASI preview 1 and
@@ -54,6 +93,18 @@ pub(crate) fn build_linker(engine: &Engine) -> Result<Linker<TaskState>, Sandbox
     wasmtime_wasi::p1::add_to_linker_async(&mut linker, |state: &mut TaskState| &mut state.wasi)
         .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
     Ok(linker)
+}
+
+/// The imports command modules may have: every function of the linker.
+pub(crate) fn provided_imports(engine: &Engine) -> Result<super::inspect::Provided, SandboxError> {
+    let mut linker: Linker<wasmtime_wasi::p1::WasiP1Ctx> = Linker::new(engine);
+    wasmtime_wasi::p1::add_to_linker_async(&mut linker, |ctx| ctx)
+        .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
+    let mut store = wasmtime::Store::new(engine, wasmtime_wasi::WasiCtxBuilder::new().build_p1());
+    Ok(linker
+        .iter(&mut store)
+        .map(|(module, name, _)| (module.to_owned(), name.to_owned()))
+        .collect())
 }
 
 /// The linker of components: WASI preview 2 and nothing else. The sandbox

@@ -26,6 +26,24 @@ pub enum SandboxError {
     #[error("compiling the module took longer than {0:?}; it was refused")]
     CompileTimeout(Duration),
 
+    /// Compiling needed more address space than
+    /// `SandboxConfig::compile_memory` (bytes).
+    #[error(
+        "compiling the module needed more than its memory limit of {} MiB; it was refused",
+        .0 >> 20
+    )]
+    CompileOutOfMemory(u64),
+
+    /// No compile slot came free within `SandboxConfig::compile_timeout`
+    /// (other modules are compiling); nothing is wrong with the module.
+    #[error("no compile slot came free within {0:?}; the module was not compiled, try again")]
+    CompileBusy(Duration),
+
+    /// The module was refused before (the reason is that refusal's): it is
+    /// not compiled again.
+    #[error("refused before, not compiled again: {0}")]
+    Refused(String),
+
     /// The task's arguments could not be encoded.
     #[error("invalid task arguments: {0}")]
     InvalidArguments(String),
@@ -34,4 +52,19 @@ pub enum SandboxError {
     /// could not reserve its address space).
     #[error("cannot set up the WebAssembly engine: {0}")]
     Engine(String),
+}
+
+impl SandboxError {
+    /// Whether the module itself is at fault, so that compiling it again
+    /// would fail again: such digests are remembered and refused at once.
+    pub fn is_module_at_fault(&self) -> bool {
+        matches!(
+            self,
+            Self::InvalidModule(_)
+                | Self::ModuleTooLarge { .. }
+                | Self::CompileTimeout(_)
+                | Self::CompileOutOfMemory(_)
+                | Self::Refused(_)
+        )
+    }
 }

@@ -9,32 +9,38 @@
 
 mod cache;
 mod cancel;
+mod compile;
 mod config;
 mod cpu;
 mod engine;
 mod error;
+mod inspect;
 mod limiter;
 mod outcome;
 mod pipe;
+mod refused;
 mod run;
+mod scratch;
 
 use std::fmt;
 use std::sync::Arc;
 
 use tokio::sync::Semaphore;
-use wasmtime::component::Component;
-use wasmtime::{Engine, ExternType, Linker, Module};
+use wasmtime::{Engine, ExternType, Linker};
 
 use cache::{ArtifactDir, Compiled, ModuleCache};
 use engine::EpochTicker;
+use inspect::{Kind, Provided, ShapeLimits};
+use refused::Refusals;
 use run::{ComponentState, TaskState, one_line};
 
 pub use cache::TaskModule;
 pub use cancel::CancelToken;
-pub use config::{Limits, SandboxConfig};
+pub use compile::{COMPILE_WORKER_ARG, CompileIsolation, compile_worker_main};
+pub use config::{Limits, SandboxConfig, ScratchLimits};
 pub use cpu::CpuMetering;
 pub use error::SandboxError;
-pub use outcome::{Execution, Outcome, OutcomeKind, OutputStream, Usage};
+pub use outcome::{Execution, Outcome, OutcomeKind, OutputStream, ScratchQuota, Usage};
 pub use run::TaskCall;
 
 use crate::Digest;
@@ -58,6 +64,10 @@ struct Inner {
     slots: Semaphore,
     /// Bounds the compiles running at once.
     compiles: Arc<Semaphore>,
+    /// Digests that failed to compile.
+    refused: Refusals,
+    /// The imports command modules may have.
+    provided: Provided,
     _ticker: EpochTicker,
 }
 
@@ -77,6 +87,7 @@ impl Sandbox {
         let engine = engine::build_engine(&config)?;
         let linker = engine::build_linker(&engine)?;
         let component_linker = engine::build_component_linker(&engine)?;
+        let provided = engine::provided_imports(&engine)?;
         let ticker = EpochTicker::start(&engine, config.epoch_tick)?;
         let artifacts = config
             .cache_dir
@@ -84,9 +95,11 @@ impl Sandbox {
             .map(|dir| ArtifactDir::new(dir, &engine));
         Ok(Self {
             inner: Arc::new(Inner {
-                cache: ModuleCache::new(config.cache_capacity),
+                cache: ModuleCache::with_bytes(config.cache_capacity, config.cache_bytes),
                 slots: Semaphore::new(config.slots as usize),
                 compiles: Arc::new(Semaphore::new(config.compile_concurrency.max(1))),
+                refused: Refusals::default(),
+                provided,
                 artifacts,
                 linker,
                 component_linker,
@@ -104,8 +117,15 @@ impl Sandbox {
 
     /// Compiles and links `bytes` (a wasm binary, or WebAssembly text), or
     /// returns the cached module with the same digest. Concurrent loads of
-    /// one module compile it once. Compiling runs on a blocking thread,
-    /// bounded in number, size and time.
+    /// one module compile it once.
+    ///
+    /// Before any compile the module's shape is checked (imports, the
+    /// task's export, function count, size and nesting), in milliseconds.
+    /// The compile itself waits at most `compile_timeout` for one of
+    /// `compile_concurrency` slots and then runs where
+    /// [`SandboxConfig::compile_isolation`] says, at most `compile_timeout`.
+    /// A module that fails is remembered by digest and refused at once
+    /// afterwards ([`SandboxError::Refused`]).
     pub async fn load(&self, bytes: &[u8]) -> Result<TaskModule, SandboxError> {
         let limit = self.inner.config.max_module_size;
         if bytes.len() > limit {
@@ -115,10 +135,32 @@ impl Sandbox {
             });
         }
         let digest = Digest::of(bytes);
+        if let Some(module) = self.inner.cache.get(&digest) {
+            return Ok(module);
+        }
+        if let Some(reason) = self.inner.refused.get(&digest, self.inner.marker(&digest)) {
+            return Err(reason);
+        }
         let cell = self.inner.cache.cell(digest);
-        cell.get_or_try_init(|| self.compile(digest, bytes.to_vec()))
+        let loaded = cell
+            .get_or_try_init(|| self.compile(digest, bytes.to_vec()))
             .await
-            .cloned()
+            .cloned();
+        if let Err(error) = &loaded
+            && error.is_module_at_fault()
+            && !matches!(error, SandboxError::Refused(_))
+        {
+            self.inner
+                .refused
+                .remember(digest, error, self.inner.marker(&digest));
+        }
+        loaded
+    }
+
+    /// Why the module with this digest was refused, if it was (in this
+    /// process, or as recorded in the artifact directory).
+    pub fn refusal(&self, digest: &Digest) -> Option<SandboxError> {
+        self.inner.refused.get(digest, self.inner.marker(digest))
     }
 
     /// Pool slots taken by running tasks now.
@@ -139,44 +181,119 @@ impl Sandbox {
     }
 
     async fn compile(&self, digest: Digest, bytes: Vec<u8>) -> Result<TaskModule, SandboxError> {
-        // The permit moves into the compile thread: a compile abandoned for
-        // its timeout still holds its place until it really ends.
-        let permit = self
-            .inner
-            .compiles
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| SandboxError::Engine("the compile pool is closed".into()))?;
+        // Text to binary, the shape checks and the on-disk artifact: quick,
+        // but not for the async threads.
+        let size = bytes.len();
         let inner = self.inner.clone();
-        let job = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            inner.compile_blocking(digest, &bytes)
-        });
+        let prepared = tokio::task::spawn_blocking(move || inner.prepare(digest, bytes))
+            .await
+            .map_err(|e| SandboxError::Engine(format!("the module check stopped: {e}")))??;
+        let (binary, kind) = match prepared {
+            Prepared::Ready(module) => return Ok(module),
+            Prepared::Compile { binary, kind } => (binary, kind),
+        };
         let timeout = self.inner.config.compile_timeout;
-        match tokio::time::timeout(timeout, job).await {
-            Err(_) => Err(SandboxError::CompileTimeout(timeout)),
-            Ok(Err(join)) => Err(SandboxError::InvalidModule(format!(
-                "the compiler stopped unexpectedly: {join}"
-            ))),
-            Ok(Ok(result)) => result,
-        }
+        let permit =
+            match tokio::time::timeout(timeout, self.inner.compiles.clone().acquire_owned()).await
+            {
+                Err(_) => return Err(SandboxError::CompileBusy(timeout)),
+                Ok(Err(_)) => return Err(SandboxError::Engine("the compile pool is closed".into())),
+                Ok(Ok(permit)) => permit,
+            };
+        let compiled =
+            compile::compile(&self.inner.engine, &self.inner.compile_settings(), binary, kind, permit)
+                .await?;
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || inner.link(digest, size, compiled, true))
+            .await
+            .map_err(|e| SandboxError::Engine(format!("linking the module stopped: {e}")))?
     }
 }
 
+/// A module ready to run, or the binary that must be compiled first.
+enum Prepared {
+    Ready(TaskModule),
+    Compile { binary: Vec<u8>, kind: Kind },
+}
+
 impl Inner {
-    fn compile_blocking(&self, digest: Digest, bytes: &[u8]) -> Result<TaskModule, SandboxError> {
-        if is_component(bytes) {
-            return self.compile_component(digest, bytes);
+    fn compile_settings(&self) -> compile::CompileSettings {
+        compile::CompileSettings {
+            isolation: self.config.compile_isolation.clone(),
+            engine: engine::EngineSettings::of(&self.config),
+            timeout: self.config.compile_timeout,
+            memory: self.config.compile_memory,
         }
-        let module = self.load_or_compile(
-            |dir| dir.load(&self.engine, &digest),
-            || {
-                Module::new(&self.engine, bytes)
-                    .map_err(|e| SandboxError::InvalidModule(describe_compile_error(bytes, &e)))
-            },
-            |dir, module| dir.store(&digest, module),
-        )?;
+    }
+
+    /// Where the refusal of `digest` is recorded on disk, if anywhere.
+    fn marker(&self, digest: &Digest) -> Option<std::path::PathBuf> {
+        self.artifacts.as_ref().map(|dir| dir.refused_path(digest))
+    }
+
+    /// The module from its on-disk artifact, or its binary after the shape
+    /// checks.
+    fn prepare(&self, digest: Digest, bytes: Vec<u8>) -> Result<Prepared, SandboxError> {
+        if let Some(dir) = &self.artifacts {
+            let found = if is_component(&bytes) {
+                dir.load_component(&self.engine, &digest)
+                    .map(compile::Compiled::Component)
+            } else {
+                dir.load(&self.engine, &digest).map(compile::Compiled::Module)
+            };
+            if let Some(compiled) = found {
+                return self
+                    .link(digest, bytes.len(), compiled, false)
+                    .map(Prepared::Ready);
+            }
+        }
+        let binary = if bytes.starts_with(b"\0asm") {
+            bytes
+        } else {
+            wat::parse_bytes(&bytes)
+                .map(|b| b.into_owned())
+                .map_err(|e| SandboxError::InvalidModule(describe_text_error(&bytes, &e)))?
+        };
+        let limits = ShapeLimits {
+            max_functions: self.config.max_functions,
+            max_function_size: self.config.max_function_size,
+            max_nesting: self.config.max_nesting,
+        };
+        let kind = inspect::inspect(&binary, &limits, &self.provided)?;
+        Ok(Prepared::Compile { binary, kind })
+    }
+
+    /// Checks a compiled module's entry point and links it against what
+    /// wasq provides; saves its artifact when `save`.
+    fn link(
+        &self,
+        digest: Digest,
+        size: usize,
+        compiled: compile::Compiled,
+        save: bool,
+    ) -> Result<TaskModule, SandboxError> {
+        match compiled {
+            compile::Compiled::Module(module) => {
+                if save && let Some(dir) = &self.artifacts {
+                    dir.store(&digest, &module);
+                }
+                self.link_module(digest, size, &module)
+            }
+            compile::Compiled::Component(component) => {
+                if save && let Some(dir) = &self.artifacts {
+                    dir.store_component(&digest, &component);
+                }
+                self.link_component(digest, size, &component)
+            }
+        }
+    }
+
+    fn link_module(
+        &self,
+        digest: Digest,
+        size: usize,
+        module: &wasmtime::Module,
+    ) -> Result<TaskModule, SandboxError> {
         match module.get_export("_start") {
             Some(ExternType::Func(ty)) if ty.params().len() == 0 && ty.results().len() == 0 => {}
             _ => {
@@ -187,29 +304,26 @@ impl Inner {
                 ));
             }
         }
-        let pre = self.linker.instantiate_pre(&module).map_err(|e| {
+        let pre = self.linker.instantiate_pre(module).map_err(|e| {
             SandboxError::InvalidModule(format!(
                 "{} (wasq provides only `wasi_snapshot_preview1`)",
                 one_line(&e)
             ))
         })?;
-        Ok(TaskModule::new(digest, bytes.len(), Compiled::Module(pre)))
+        Ok(TaskModule::new(digest, size, Compiled::Module(pre)))
     }
 
     /// A component: it must export `run: func(task: string, args: string)
     /// -> result<string, string>` and import nothing but WASI preview 2.
-    fn compile_component(&self, digest: Digest, bytes: &[u8]) -> Result<TaskModule, SandboxError> {
-        let component = self.load_or_compile(
-            |dir| dir.load_component(&self.engine, &digest),
-            || {
-                Component::new(&self.engine, bytes)
-                    .map_err(|e| SandboxError::InvalidModule(one_line(&e)))
-            },
-            |dir, component| dir.store_component(&digest, component),
-        )?;
+    fn link_component(
+        &self,
+        digest: Digest,
+        size: usize,
+        component: &wasmtime::component::Component,
+    ) -> Result<TaskModule, SandboxError> {
         let pre = self
             .component_linker
-            .instantiate_pre(&component)
+            .instantiate_pre(component)
             .map_err(|e| {
                 SandboxError::InvalidModule(format!(
                     "{} (wasq provides only WASI preview 2 to components)",
@@ -239,29 +353,7 @@ impl Inner {
                     .into(),
             ));
         }
-        Ok(TaskModule::new(
-            digest,
-            bytes.len(),
-            Compiled::Component(pre),
-        ))
-    }
-
-    /// The compiled artifact from the on-disk cache, or a fresh compile,
-    /// which is then saved there.
-    fn load_or_compile<T>(
-        &self,
-        load: impl FnOnce(&ArtifactDir) -> Option<T>,
-        compile: impl FnOnce() -> Result<T, SandboxError>,
-        save: impl FnOnce(&ArtifactDir, &T),
-    ) -> Result<T, SandboxError> {
-        if let Some(found) = self.artifacts.as_ref().and_then(load) {
-            return Ok(found);
-        }
-        let compiled = compile()?;
-        if let Some(dir) = &self.artifacts {
-            save(dir, &compiled);
-        }
-        Ok(compiled)
+        Ok(TaskModule::new(digest, size, Compiled::Component(pre)))
     }
 }
 
@@ -279,18 +371,16 @@ fn is_component(bytes: &[u8]) -> bool {
     })
 }
 
-/// Says in one line why bytes did not compile, starting with the likeliest
-/// mistake: not a wasm file at all.
-fn describe_compile_error(bytes: &[u8], error: &wasmtime::Error) -> String {
-    if !bytes.starts_with(b"\0asm") && std::str::from_utf8(bytes).is_err() {
+/// Says in one line why bytes that are not a wasm binary are not valid
+/// WebAssembly text either, starting with the likeliest mistake: not a
+/// wasm file at all.
+fn describe_text_error(bytes: &[u8], error: &wat::Error) -> String {
+    if std::str::from_utf8(bytes).is_err() {
         return "not a WebAssembly module: the file does not start with the `\\0asm` magic bytes"
             .into();
     }
-    if !bytes.starts_with(b"\0asm") {
-        return format!(
-            "not a WebAssembly binary, and not valid WebAssembly text: {}",
-            one_line(error)
-        );
-    }
-    one_line(error)
+    format!(
+        "not a WebAssembly binary, and not valid WebAssembly text: {}",
+        error.to_string().replace('\n', " ")
+    )
 }

@@ -89,6 +89,11 @@ impl ApiError {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
     }
 
+    /// 500: something in the server failed that the caller cannot fix.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+
     /// The status.
     pub fn status(&self) -> StatusCode {
         self.status
@@ -146,6 +151,9 @@ impl From<ClientError> for ApiError {
                 Self::new(StatusCode::CONFLICT, "conflict", error.to_string())
             }
             ClientError::NoCache => Self::bad_request(error.to_string()),
+            ClientError::BacklogFull(full) => {
+                Self::quota(StatusCode::TOO_MANY_REQUESTS, "max_queued", full.message())
+            }
             ClientError::Store(error) => error.into(),
             other => Self::unavailable(other.to_string()),
         }

@@ -14,6 +14,7 @@
 //! (`request_timeout`, answered 503).
 
 pub mod auth;
+pub mod compiler;
 pub mod dashboard;
 pub mod error;
 pub mod extract;
@@ -69,6 +70,14 @@ pub struct AppState {
     pub sessions: dashboard::Sessions,
     /// The clusters' tasks per second, sampled by the dashboard.
     pub throughput: dashboard::Throughput,
+    /// Dashboard logins per client and per key, limited.
+    pub logins: dashboard::LoginLimiter,
+    /// Mark the session cookie `Secure` on every response (`wasq serve
+    /// --secure-cookies`), not only on requests a proxy says came over
+    /// HTTPS. Default: off.
+    pub secure_cookies: bool,
+    /// Checks and compiles uploads off the request threads.
+    pub compiler: compiler::Compiler,
 }
 
 impl AppState {
@@ -77,10 +86,20 @@ impl AppState {
         Self {
             client,
             limits,
-            sandbox,
             sessions: dashboard::Sessions::default(),
             throughput: dashboard::Throughput::default(),
+            logins: dashboard::LoginLimiter::default(),
+            secure_cookies: false,
+            compiler: compiler::Compiler::new(sandbox.clone()),
+            sandbox,
         }
+    }
+
+    /// Compiles uploads in `sandbox` (by default in the cluster's, if this
+    /// process runs one; else uploads are only checked).
+    pub fn compile_in(mut self, sandbox: crate::Sandbox) -> Self {
+        self.compiler = compiler::Compiler::new(Some(sandbox));
+        self
     }
 
     /// Records what `caller` did to an object of `tenant` in the audit
@@ -222,13 +241,18 @@ pub fn metrics_router(broker: wasq_brokers::SharedBroker, sandbox: crate::Sandbo
     )
 }
 
-/// Serves the API on `listener` until `shutdown` resolves.
+/// Serves the API on `listener` until `shutdown` resolves. Each request
+/// knows its peer's address (`ConnectInfo`), which the dashboard's login
+/// limit counts by.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

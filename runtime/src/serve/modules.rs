@@ -29,6 +29,8 @@ pub struct ModuleView {
     pub uploaded_at_ms: i64,
     /// What it may reach beyond the sandbox (nothing by default).
     pub grants: GrantsView,
+    /// Where its compile stands: uploads compile in the background.
+    pub compile: super::compiler::CompileView,
 }
 
 /// Grants of a module.
@@ -43,9 +45,11 @@ pub struct GrantsView {
     pub scratch: bool,
 }
 
-impl From<TenantModule> for ModuleView {
-    fn from(m: TenantModule) -> Self {
+impl ModuleView {
+    /// The view of `m`, with its compile state as `state`'s compiler knows it.
+    pub(crate) fn of(state: &AppState, m: TenantModule) -> Self {
         Self {
+            compile: state.compiler.state(&m.digest),
             name: m.name,
             digest: format!("sha256:{}", m.digest),
             size: m.size,
@@ -110,6 +114,15 @@ pub async fn upload(
             return Err(error);
         }
     };
+    // Bodies are read and checked a few at a time, so memory holds only a
+    // few of them, and never on the request threads.
+    let turn = match state.compiler.turn().await {
+        Ok(turn) => turn,
+        Err(error) => {
+            discard(body, limit).await;
+            return Err(error);
+        }
+    };
     let store = state.client.store();
     // Read at most `limit` bytes; a body that goes over is cut off there.
     let limited = http_body_util::Limited::new(body, limit as usize);
@@ -124,10 +137,12 @@ pub async fn upload(
             )));
         }
     };
-    crate::client::validate_module(&bytes).map_err(ApiError::from)?;
+    state.compiler.check(bytes.clone()).await?;
     let module = store
         .put_tenant_module(&tenant.name, &name, &bytes, None)
         .await?;
+    drop(turn);
+    state.compiler.start(module.digest, bytes);
     state
         .audit(
             &caller,
@@ -136,7 +151,7 @@ pub async fn upload(
             format!("{name} {} ({} bytes)", module.digest, module.size),
         )
         .await?;
-    Ok((StatusCode::CREATED, axum::Json(module.into())))
+    Ok((StatusCode::CREATED, axum::Json(ModuleView::of(&state, module))))
 }
 
 /// The caller's tenant, if it may upload module `name` (a good name, and
@@ -191,7 +206,12 @@ pub async fn list(
 ) -> Result<axum::Json<Vec<ModuleView>>, ApiError> {
     let tenant = caller.tenant()?;
     let modules = state.client.store().tenant_modules(&tenant.name).await?;
-    Ok(axum::Json(modules.into_iter().map(Into::into).collect()))
+    Ok(axum::Json(
+        modules
+            .into_iter()
+            .map(|m| ModuleView::of(&state, m))
+            .collect(),
+    ))
 }
 
 /// Module `name` of `tenant` (by its name, not its digest); 404 if there
@@ -229,7 +249,8 @@ pub async fn get(
     Path(name): Path<String>,
 ) -> Result<axum::Json<ModuleView>, ApiError> {
     let tenant = caller.tenant()?;
-    Ok(axum::Json(find(&state, &tenant.name, &name).await?.into()))
+    let module = find(&state, &tenant.name, &name).await?;
+    Ok(axum::Json(ModuleView::of(&state, module)))
 }
 
 /// Delete a module name (tasks already queued with it still run).
@@ -309,5 +330,6 @@ pub async fn set_grants(
             format!("{name} {}", grants.kinds().join(",")),
         )
         .await?;
-    Ok(axum::Json(find(&state, &tenant.name, &name).await?.into()))
+    let module = find(&state, &tenant.name, &name).await?;
+    Ok(axum::Json(ModuleView::of(&state, module)))
 }

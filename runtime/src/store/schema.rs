@@ -207,6 +207,31 @@ CREATE INDEX wasq_results_stopped ON wasq_results (stopped_at);
 CREATE INDEX wasq_tenant_tasks_tenant ON wasq_tenant_tasks (tenant, at);
 "#,
     ),
+    (
+        8,
+        r#"
+CREATE TABLE wasq_tenant_digests (
+    tenant TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    PRIMARY KEY (tenant, digest)
+);
+INSERT INTO wasq_tenant_digests (tenant, digest)
+    SELECT DISTINCT tenant, digest FROM wasq_tenant_modules;
+"#,
+    ),
+    (
+        9,
+        r#"
+CREATE TABLE wasq_tenant_pending (
+    task_id TEXT PRIMARY KEY,
+    tenant  TEXT NOT NULL,
+    queue   TEXT NOT NULL,
+    at      BIGINT NOT NULL
+);
+CREATE INDEX wasq_tenant_pending_tenant ON wasq_tenant_pending (tenant);
+CREATE INDEX wasq_tenant_pending_queue ON wasq_tenant_pending (queue);
+"#,
+    ),
 ];
 
 /// PostgreSQL: `(version, SQL)` pairs, oldest first, matching [`SQLITE`].
@@ -408,6 +433,31 @@ ALTER TABLE wasq_clusters ADD COLUMN running TEXT;
 ALTER TABLE wasq_schedules ADD COLUMN paused BIGINT NOT NULL DEFAULT 0;
 CREATE INDEX wasq_results_stopped ON wasq_results (stopped_at);
 CREATE INDEX wasq_tenant_tasks_tenant ON wasq_tenant_tasks (tenant, at);
+"#,
+    ),
+    (
+        8,
+        r#"
+CREATE TABLE wasq_tenant_digests (
+    tenant TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    PRIMARY KEY (tenant, digest)
+);
+INSERT INTO wasq_tenant_digests (tenant, digest)
+    SELECT DISTINCT tenant, digest FROM wasq_tenant_modules;
+"#,
+    ),
+    (
+        9,
+        r#"
+CREATE TABLE wasq_tenant_pending (
+    task_id TEXT PRIMARY KEY,
+    tenant  TEXT NOT NULL,
+    queue   TEXT NOT NULL,
+    at      BIGINT NOT NULL
+);
+CREATE INDEX wasq_tenant_pending_tenant ON wasq_tenant_pending (tenant);
+CREATE INDEX wasq_tenant_pending_queue ON wasq_tenant_pending (queue);
 "#,
     ),
 ];

@@ -84,17 +84,35 @@ fn key_from((id, tenant, hash, label, created_at_ms, revoked_at_ms): KeyRow) -> 
     }
 }
 
-type ModuleRow = (String, String, i64, String, i64);
+type ModuleRow = (String, String, i64, String, i64, Option<String>);
 
 fn module_from(row: ModuleRow) -> Result<TenantModule, StoreError> {
-    let (name, digest, size, grants, uploaded_at_ms) = row;
+    let (name, digest, size, grants, uploaded_at_ms, quotas) = row;
+    let grants: Grants = serde_json::from_str(&grants).map_err(|e| corrupt("grants", e))?;
+    // What the tenant allows now bounds what its modules' records say, so a
+    // grant set just before an admin removed its allowance never counts.
+    let quotas = match quotas {
+        Some(quotas) => serde_json::from_str(&quotas).map_err(|e| corrupt("quotas", e))?,
+        None => Quotas::default(),
+    };
     Ok(TenantModule {
         name,
         digest: parse_digest(&digest)?,
         size: size as u64,
-        grants: serde_json::from_str(&grants).map_err(|e| corrupt("grants", e))?,
+        grants: allowed(grants, &quotas),
         uploaded_at_ms,
     })
+}
+
+/// `grants` without the kinds `quotas` does not allow.
+fn allowed(mut grants: Grants, quotas: &Quotas) -> Grants {
+    if !quotas.allows("env") {
+        grants.env.clear();
+    }
+    if !quotas.allows("scratch") {
+        grants.scratch = false;
+    }
+    grants
 }
 
 /// Records the owner of a task: `(id, tenant, at)`.
@@ -103,8 +121,10 @@ pub(super) const OWN_TASK: &str = "INSERT INTO wasq_tenant_tasks (id, tenant, at
 const TENANT_COLUMNS: &str = "SELECT name, weight, quotas, created_at FROM wasq_tenants";
 const KEY_COLUMNS: &str =
     "SELECT id, tenant, hash, label, created_at, revoked_at FROM wasq_api_keys";
-const MODULE_COLUMNS: &str =
-    "SELECT name, digest, size, grants, uploaded_at FROM wasq_tenant_modules";
+/// A tenant's modules (`m`) with the tenant's quotas, whose allowances
+/// bound the grants read.
+const MODULE_COLUMNS: &str = "SELECT m.name, m.digest, m.size, m.grants, m.uploaded_at, t.quotas
+    FROM wasq_tenant_modules m LEFT JOIN wasq_tenants t ON t.name = m.tenant";
 
 impl Store {
     // ---- tenants ----
@@ -134,18 +154,61 @@ impl Store {
         Ok(())
     }
 
-    /// Changes a tenant's weight and quotas; whether it exists.
+    /// Changes a tenant's weight and quotas; whether it exists. Grants it no
+    /// longer allows are taken from its modules (see
+    /// [`update_tenant_revoking`](Self::update_tenant_revoking)).
     pub async fn update_tenant(&self, tenant: &Tenant) -> Result<bool, StoreError> {
+        Ok(self.update_tenant_revoking(tenant).await?.is_some())
+    }
+
+    /// Changes a tenant's weight and quotas and, in the same transaction,
+    /// takes every grant it no longer allows from its modules' records.
+    /// `None` if there is no such tenant, else the names of the modules
+    /// that lost a grant.
+    pub async fn update_tenant_revoking(
+        &self,
+        tenant: &Tenant,
+    ) -> Result<Option<Vec<String>>, StoreError> {
         let quotas = serde_json::to_string(&tenant.quotas).map_err(|e| corrupt("quotas", e))?;
         Ok(with_pool!(self, pool => {
-            sqlx::query("UPDATE wasq_tenants SET weight = $2, quotas = $3 WHERE name = $1")
+            let mut tx = pool.begin().await?;
+            let updated = sqlx::query("UPDATE wasq_tenants SET weight = $2, quotas = $3 WHERE name = $1")
                 .bind(&tenant.name)
                 .bind(i64::from(tenant.weight))
                 .bind(quotas)
-                .execute(pool)
+                .execute(&mut *tx)
                 .await?
-                .rows_affected()
-        }) == 1)
+                .rows_affected();
+            if updated != 1 {
+                tx.rollback().await?;
+                None
+            } else {
+                let rows: Vec<(String, String)> =
+                    sqlx::query_as("SELECT name, grants FROM wasq_tenant_modules WHERE tenant = $1 ORDER BY name")
+                        .bind(&tenant.name)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                let mut cut = Vec::new();
+                for (name, json) in rows {
+                    let grants: Grants =
+                        serde_json::from_str(&json).map_err(|e| corrupt("grants", e))?;
+                    let kept = allowed(grants.clone(), &tenant.quotas);
+                    if kept == grants {
+                        continue;
+                    }
+                    let kept = serde_json::to_string(&kept).map_err(|e| corrupt("grants", e))?;
+                    sqlx::query("UPDATE wasq_tenant_modules SET grants = $3 WHERE tenant = $1 AND name = $2")
+                        .bind(&tenant.name)
+                        .bind(&name)
+                        .bind(kept)
+                        .execute(&mut *tx)
+                        .await?;
+                    cut.push(name);
+                }
+                tx.commit().await?;
+                Some(cut)
+            }
+        }))
     }
 
     /// Every tenant, by name.
@@ -186,6 +249,11 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             sqlx::query("DELETE FROM wasq_tenant_modules WHERE tenant = $1")
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+            // A tenant made again later under this name owns none of these.
+            sqlx::query("DELETE FROM wasq_tenant_digests WHERE tenant = $1")
                 .bind(name)
                 .execute(&mut *tx)
                 .await?;
@@ -304,11 +372,40 @@ impl Store {
             .bind(grants.is_some())
             .execute(&mut *tx)
             .await?;
+            // Every digest a tenant ever uploaded: tasks queued before a
+            // re-upload still run the code they were enqueued with.
+            sqlx::query(
+                "INSERT INTO wasq_tenant_digests (tenant, digest) VALUES ($1, $2)
+                 ON CONFLICT (tenant, digest) DO NOTHING",
+            )
+            .bind(tenant)
+            .bind(digest.to_string())
+            .execute(&mut *tx)
+            .await?;
             tx.commit().await?;
         });
         self.tenant_module(tenant, name)
             .await?
             .ok_or_else(|| corrupt("module", "vanished after its upload"))
+    }
+
+    /// Whether `tenant` ever uploaded a module with this digest (under any
+    /// name). The cluster checks it before running a tenant's package.
+    pub async fn tenant_owns_digest(
+        &self,
+        tenant: &str,
+        digest: &Digest,
+    ) -> Result<bool, StoreError> {
+        let found: Option<i64> = with_pool!(self, pool => {
+            sqlx::query_scalar(
+                "SELECT 1 FROM wasq_tenant_digests WHERE tenant = $1 AND digest = $2",
+            )
+            .bind(tenant)
+            .bind(digest.to_string())
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(found.is_some())
     }
 
     /// A tenant's module by name, or by digest (full, `sha256:` or not).
@@ -320,8 +417,8 @@ impl Store {
         let digest = reference.strip_prefix("sha256:").unwrap_or(reference);
         let row: Option<ModuleRow> = with_pool!(self, pool => {
             sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "{MODULE_COLUMNS} WHERE tenant = $1 AND (name = $2 OR digest = $3)
-                 ORDER BY name = $2 DESC, uploaded_at DESC LIMIT 1"
+                "{MODULE_COLUMNS} WHERE m.tenant = $1 AND (m.name = $2 OR m.digest = $3)
+                 ORDER BY m.name = $2 DESC, m.uploaded_at DESC LIMIT 1"
             )))
             .bind(tenant)
             .bind(reference)
@@ -335,7 +432,7 @@ impl Store {
     /// A tenant's modules, by name.
     pub async fn tenant_modules(&self, tenant: &str) -> Result<Vec<TenantModule>, StoreError> {
         let rows: Vec<ModuleRow> = with_pool!(self, pool => {
-            sqlx::query_as(sqlx::AssertSqlSafe(format!("{MODULE_COLUMNS} WHERE tenant = $1 ORDER BY name")))
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("{MODULE_COLUMNS} WHERE m.tenant = $1 ORDER BY m.name")))
                 .bind(tenant)
                 .fetch_all(pool)
                 .await?

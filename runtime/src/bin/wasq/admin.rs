@@ -49,12 +49,18 @@ pub(crate) async fn module(args: ModuleArgs) -> Result<ExitCode, CliError> {
     if let Some(remote) = args.settings.remote()? {
         return remote_module(&remote, args.command).await;
     }
-    let (_, client) = args.settings.client().await?;
+    let (config, client) = args.settings.client().await?;
     match args.command {
         ModuleCommand::Upload { file, name } => {
             let (name, bytes) = read_module_file(&file, name)?;
+            let compiled = compile_before_upload(&config, &bytes).await?;
             let info = client.upload(&bytes, Some(&name)).await?;
-            println!("{name}  sha256:{}  {}", info.digest, format_size(info.size));
+            println!(
+                "{name}  sha256:{}  {}  compiled in {:.2}s",
+                info.digest,
+                format_size(info.size),
+                compiled.as_secs_f64()
+            );
         }
         ModuleCommand::List { json } => {
             let modules = client
@@ -104,6 +110,23 @@ pub(crate) async fn module(args: ModuleArgs) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Compiles a module before it is stored, in a worker process limited as
+/// the clusters' compiles are (`compile_timeout`, `compile_memory`), and
+/// leaves the artifact where the clusters look: a module that would be
+/// refused at its first task is refused now, and stored not at all.
+async fn compile_before_upload(
+    config: &wasq::Config,
+    bytes: &[u8],
+) -> Result<Duration, CliError> {
+    let sandbox = wasq::Sandbox::new(crate::settings::isolated(wasq::SandboxConfig {
+        slots: 1,
+        ..config.sandbox_config()
+    })?)?;
+    let started = std::time::Instant::now();
+    sandbox.load(bytes).await?;
+    Ok(started.elapsed())
+}
+
 /// A module file's bytes and the name to upload it as (default: the
 /// file's stem).
 fn read_module_file(
@@ -120,6 +143,9 @@ fn read_module_file(
     Ok((name, bytes))
 }
 
+/// Longest `wasq --server … module upload` waits for the server's compile.
+const UPLOAD_VERDICT_WAIT: Duration = Duration::from_secs(120);
+
 /// `wasq module` through a server.
 async fn remote_module(
     remote: &crate::remote::Remote,
@@ -128,11 +154,30 @@ async fn remote_module(
     match command {
         ModuleCommand::Upload { file, name } => {
             let (name, bytes) = read_module_file(&file, name)?;
-            let module = remote.upload(&name, bytes).await?;
+            let mut module = remote.upload(&name, bytes).await?;
+            // The server compiles uploads in the background: wait for the
+            // verdict (bounded: a compile has a time cap of its own).
+            let deadline = std::time::Instant::now() + UPLOAD_VERDICT_WAIT;
+            while module["compile"]["state"] == "compiling" && std::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                module = remote.module(&name).await?;
+            }
+            let compile = &module["compile"];
+            if compile["state"] == "refused" {
+                return Err(CliError::with_code(
+                    wasq::OutcomeKind::InvalidModule.exit_code(),
+                    anyhow::anyhow!(
+                        "{name} was stored but will not run: {}",
+                        compile["reason"].as_str().unwrap_or("refused by the compiler")
+                    ),
+                ));
+            }
             println!(
-                "{name}  {}  {}",
+                "{name}  {}  {}  {}",
                 module["digest"].as_str().unwrap_or_default(),
-                format_size(module["size"].as_u64().unwrap_or(0))
+                format_size(module["size"].as_u64().unwrap_or(0)),
+                compile["state"].as_str().unwrap_or("")
             );
         }
         ModuleCommand::List { json } => {
@@ -209,6 +254,12 @@ pub(crate) async fn queue(args: QueueArgs) -> Result<ExitCode, CliError> {
         }
         QueueCommand::Purge => {
             let purged = broker.purge_queue(&queue).await.map_err(CliError::other)?;
+            // Purged tasks never get results: a tenant's backlog lets go.
+            client
+                .store()
+                .release_queue_backlog(&queue)
+                .await
+                .map_err(CliError::other)?;
             println!("purged {purged} task(s) from {queue}");
         }
     }

@@ -60,7 +60,7 @@ impl From<SandboxError> for CliError {
     fn from(error: SandboxError) -> Self {
         let code = match error {
             SandboxError::InvalidArguments(_) => USAGE,
-            SandboxError::Engine(_) => 1,
+            SandboxError::Engine(_) | SandboxError::CompileBusy(_) => 1,
             _ => OutcomeKind::InvalidModule.exit_code(),
         };
         Self {

@@ -47,9 +47,6 @@ pub(crate) async fn cluster(args: ClusterArgs) -> Result<ExitCode, CliError> {
     }
     let reporters =
         wasq::report::from_config(&config).map_err(|e| CliError::usage(anyhow::anyhow!(e)))?;
-    if config.secret == wasq::config::DEFAULT_SECRET {
-        tracing::warn!("using the default secret: set `secret` before machines share a broker");
-    }
     let broker = wasq_brokers::connect(&config.broker)
         .await
         .map_err(|e| CliError::from(wasq::ClientError::from(e)))?;
@@ -62,7 +59,7 @@ pub(crate) async fn cluster(args: ClusterArgs) -> Result<ExitCode, CliError> {
             .await
             .map_err(|e| CliError::from(wasq::ClientError::from(e)))?;
     }
-    let sandbox = Sandbox::new(config.sandbox_config())?;
+    let sandbox = Sandbox::new(crate::settings::isolated(config.sandbox_config())?)?;
     eprintln!(
         "wasq cluster `{}`: {} workers on queue `{}`, broker {}, store {}",
         config.name,

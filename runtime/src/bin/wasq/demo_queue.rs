@@ -84,7 +84,7 @@ pub(crate) async fn run(
 
     let broker = client.broker().clone();
     let store: Store = client.store().clone();
-    let sandbox = Sandbox::new(config.sandbox_config())?;
+    let sandbox = Sandbox::new(crate::settings::isolated(config.sandbox_config())?)?;
     // Compile the modules before the clock starts, as a warm cluster would have them.
     for bytes in &modules {
         sandbox.load(bytes).await?;

@@ -71,6 +71,14 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // The sandbox runs this binary again to compile modules in a process
+    // it can limit and kill (see `CompileIsolation`); that is not a
+    // command for people, so it is not in --help.
+    let mut args = std::env::args_os();
+    if args.nth(1).as_deref() == Some(std::ffi::OsStr::new(wasq::sandbox::COMPILE_WORKER_ARG)) {
+        let rest: Vec<String> = args.map(|a| a.to_string_lossy().into_owned()).collect();
+        return ExitCode::from(wasq::sandbox::compile_worker_main(&rest));
+    }
     let cli = Cli::parse();
     // Dropped last: flushes the spans not yet exported.
     let _telemetry = init_logging(cli.verbose);

@@ -111,6 +111,11 @@ impl Remote {
         .await
     }
 
+    pub(crate) async fn module(&self, name: &str) -> Result<Value, CliError> {
+        self.send(self.http.get(self.url(&format!("/v1/modules/{name}"))))
+            .await
+    }
+
     pub(crate) async fn modules(&self) -> Result<Value, CliError> {
         self.send(self.http.get(self.url("/v1/modules"))).await
     }

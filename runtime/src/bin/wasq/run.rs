@@ -74,6 +74,12 @@ pub(crate) struct RunArgs {
     /// Compile in memory only; read and write no cache directory.
     #[arg(long, conflicts_with = "cache_dir")]
     no_cache: bool,
+
+    /// Longest the module may take to compile (in a worker process, killed
+    /// then); a module past it is refused with exit code 8, and refused at
+    /// once next time while the cache directory remembers it.
+    #[arg(long, value_name = "DUR", default_value = "60s", value_parser = parse_duration)]
+    compile_timeout: Duration,
 }
 
 fn parse_fuel(s: &str) -> Result<u64, String> {
@@ -133,6 +139,8 @@ pub(crate) async fn run(args: RunArgs) -> Result<ExitCode, CliError> {
         } else {
             args.cache_dir.clone().or_else(default_cache_dir)
         },
+        compile_timeout: args.compile_timeout,
+        compile_isolation: wasq::sandbox::CompileIsolation::current_exe()?,
         ..SandboxConfig::default()
     };
     let sandbox = Sandbox::new(config)?;
@@ -185,6 +193,10 @@ fn print_human(execution: &Execution, args: &RunArgs, limits: &Limits) {
         Outcome::GuestError { code } => format!("task `{task}` failed with exit code {code}"),
         Outcome::Trap { message } => format!("task `{task}` trapped: {message}"),
         Outcome::Cancelled => format!("task `{task}` was cancelled"),
+        Outcome::ScratchLimit { what } => format!(
+            "task `{task}` went over its scratch {} quota and was stopped",
+            what.as_str()
+        ),
         Outcome::Timeout => format!(
             "task `{task}` timed out after {}; raise --timeout if it needs longer",
             format_duration(limits.timeout)

@@ -43,6 +43,12 @@ pub(crate) struct ServeArgs {
     /// Deadline of a request.
     #[arg(long, value_name = "DUR", default_value = "90s", value_parser = parse_duration)]
     request_timeout: Duration,
+    /// Mark the dashboard's session cookie `Secure` (sent over HTTPS only).
+    /// Use it when a TLS proxy is in front; without it the cookie is
+    /// `Secure` only on requests whose `X-Forwarded-Proto` (or `Forwarded`)
+    /// says https.
+    #[arg(long, env = "WASQ_SECURE_COOKIES")]
+    secure_cookies: bool,
 }
 
 pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
@@ -54,7 +60,7 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
     let (cluster, sandbox) = match args.workers {
         Some(workers) => {
             config.workers = workers.max(1);
-            let sandbox = Sandbox::new(config.sandbox_config())?;
+            let sandbox = Sandbox::new(crate::settings::isolated(config.sandbox_config())?)?;
             let reporters = wasq::report::from_config(&config)
                 .map_err(|e| CliError::usage(anyhow::anyhow!(e)))?;
             let cluster = Cluster::start_reporting(
@@ -68,7 +74,17 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
         }
         None => (None, None),
     };
-    let state = AppState::new(
+    // Uploads compile in the background, in the cluster's sandbox or, with
+    // no cluster here, in a small one of their own (same engine settings,
+    // so what it compiles lands in the shared artifact directory).
+    let compiles_in = match &sandbox {
+        Some(sandbox) => sandbox.clone(),
+        None => Sandbox::new(crate::settings::isolated(wasq::SandboxConfig {
+            slots: 4,
+            ..config.sandbox_config()
+        })?)?,
+    };
+    let mut state = AppState::new(
         client,
         ServeLimits {
             max_upload: args.max_upload,
@@ -76,7 +92,9 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<ExitCode, CliError> {
             request_timeout: args.request_timeout,
         },
         sandbox,
-    );
+    )
+    .compile_in(compiles_in);
+    state.secure_cookies = args.secure_cookies;
     eprintln!(
         "wasq serve: http://{address} (dashboard at /, OpenAPI at /openapi.json), broker {}, store {}{}",
         wasq_brokers::redact(&config.broker),

@@ -67,6 +67,7 @@ impl Settings {
         if let Some(secret) = &self.secret {
             config.secret.clone_from(secret);
         }
+        config.secret = config.signing_secret().map_err(CliError::usage)?;
         Ok(config)
     }
 
@@ -106,4 +107,11 @@ impl From<ClientError> for CliError {
             _ => CliError::other(error),
         }
     }
+}
+
+/// The sandbox settings with compiles in a worker process of this binary,
+/// which can be limited and killed at the compile cap.
+pub(crate) fn isolated(mut config: wasq::SandboxConfig) -> Result<wasq::SandboxConfig, CliError> {
+    config.compile_isolation = wasq::sandbox::CompileIsolation::current_exe()?;
+    Ok(config)
 }
