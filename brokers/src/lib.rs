@@ -77,6 +77,7 @@ mod file_watch;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
+pub mod private;
 #[cfg(feature = "redis")]
 mod redis;
 #[cfg(feature = "sqlite")]

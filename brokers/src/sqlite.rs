@@ -172,7 +172,7 @@ impl SqliteBroker {
         let path = path.as_ref();
         let shown = path.display();
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| {
+            crate::private::create_private_dir(parent).map_err(|e| {
                 BrokerError::Unreachable(format!(
                     "cannot create the directory `{}` of the SQLite broker: {e}",
                     parent.display()
@@ -180,15 +180,10 @@ impl SqliteBroker {
             })?;
         }
         // SQLite only says "unable to open database file"; the OS says why.
-        std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(|e| {
-                BrokerError::Unreachable(format!("cannot open the SQLite broker `{shown}`: {e}"))
-            })?;
+        // Made 0600 before SQLite opens it, so its -wal and -shm are too.
+        crate::private::create_private_file(path).map_err(|e| {
+            BrokerError::Unreachable(format!("cannot open the SQLite broker `{shown}`: {e}"))
+        })?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -213,6 +208,9 @@ impl SqliteBroker {
                 Err(e) => return Err(unreachable(e)),
             }
         };
+        if let Err(error) = crate::private::tighten_sqlite_files(path) {
+            tracing::warn!(%error, "cannot make the SQLite broker's files private");
+        }
         let path = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
         tracing::debug!(path = %path.display(), "SQLite broker open");
         let watch = FileWatch::new(&path).map(Arc::new);

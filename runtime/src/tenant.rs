@@ -67,9 +67,13 @@ pub fn queue_tenant(queue: &str) -> Option<&str> {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Quotas {
-    /// Tasks of the tenant running at once, per cluster.
+    /// Tasks of the tenant running at once, per cluster. Unset: the
+    /// cluster's `tenant_max_running` (its workers − 1 by default).
     pub max_running: Option<u64>,
-    /// Tasks waiting in the tenant's queue (per queue).
+    /// Tasks of the tenant waiting for their results, all queues
+    /// together: queued, deferred (`delay_secs`, a retry's backoff) and
+    /// running. Taken atomically when a task is queued (API, batch,
+    /// schedule, resubmit), given back when its result is saved.
     pub max_queued: Option<u64>,
     /// Fuel the tenant's tasks may burn per fuel window (a minute unless
     /// the cluster's `fuel_window` says otherwise); over it, its tasks
@@ -85,6 +89,15 @@ pub struct Quotas {
     pub max_module_size: Option<u64>,
     /// Most modules (names) the tenant may hold.
     pub max_modules: Option<u64>,
+    /// Bytes a task's scratch directory may hold; at most the cluster's
+    /// `scratch_bytes`, which is also the default.
+    pub scratch_bytes: Option<u64>,
+    /// Entries a task's scratch directory may hold; at most the cluster's
+    /// `scratch_entries`.
+    pub scratch_entries: Option<u64>,
+    /// How deep a task's scratch directory may nest; at most the cluster's
+    /// `scratch_depth`.
+    pub scratch_depth: Option<u64>,
     /// Grants the tenant may give its modules (`env`, `scratch`): none
     /// unless an admin allows them.
     pub allow_grants: Vec<String>,
@@ -92,7 +105,7 @@ pub struct Quotas {
 
 impl Quotas {
     /// The names of the quota fields, as error messages and flags use them.
-    pub const NAMES: [&'static str; 8] = [
+    pub const NAMES: [&'static str; 11] = [
         "max_running",
         "max_queued",
         "fuel_per_minute",
@@ -101,6 +114,9 @@ impl Quotas {
         "max_timeout_ms",
         "max_module_size",
         "max_modules",
+        "scratch_bytes",
+        "scratch_entries",
+        "scratch_depth",
     ];
 
     /// Sets quota `name` to `value`.
@@ -114,6 +130,9 @@ impl Quotas {
             "max_timeout_ms" => &mut self.max_timeout_ms,
             "max_module_size" => &mut self.max_module_size,
             "max_modules" => &mut self.max_modules,
+            "scratch_bytes" => &mut self.scratch_bytes,
+            "scratch_entries" => &mut self.scratch_entries,
+            "scratch_depth" => &mut self.scratch_depth,
             _ => {
                 return Err(format!(
                     "unknown quota `{name}`; quotas are {}",

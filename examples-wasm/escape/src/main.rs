@@ -84,4 +84,67 @@ fn list_path(path: String) -> Result<Vec<String>, String> {
     Ok(names)
 }
 
-wasq_guest::main!(read_file, list_dir, env, connect, write_file, list_path);
+/// Nests directories `d/d/d/…` in `/scratch`, `levels` deep, going down
+/// one level at a time; stops at the first error (a quota stop ends the
+/// task before that). Answers how deep it got.
+#[task]
+fn nest_dirs(levels: u32) -> Result<u32, String> {
+    let mut path = std::path::PathBuf::from("/scratch");
+    for level in 0..levels {
+        path.push("d");
+        if let Err(err) = std::fs::create_dir(&path) {
+            return Err(format!("nesting stopped at level {level}: {err}"));
+        }
+    }
+    Ok(levels)
+}
+
+/// Writes `/scratch/fill` in 1 MiB pieces until it holds `bytes` bytes.
+#[task]
+fn fill_scratch(bytes: u64) -> Result<u64, String> {
+    use std::io::Write as _;
+    let mut file = std::fs::File::create("/scratch/fill")
+        .map_err(|err| format!("creating /scratch/fill failed: {err}"))?;
+    let piece = vec![7u8; 1 << 20];
+    let mut written = 0;
+    while written < bytes {
+        let n = piece.len().min(usize::try_from(bytes - written).unwrap_or(usize::MAX));
+        file.write_all(&piece[..n])
+            .map_err(|err| format!("writing failed after {written} bytes: {err}"))?;
+        written += n as u64;
+    }
+    Ok(written)
+}
+
+/// Creates `count` empty files in `/scratch`.
+#[task]
+fn many_files(count: u32) -> Result<u32, String> {
+    for n in 0..count {
+        std::fs::write(format!("/scratch/f{n}"), b"")
+            .map_err(|err| format!("file {n} failed: {err}"))?;
+    }
+    Ok(count)
+}
+
+/// Sleeps `ms` milliseconds with a file in `/scratch` (a task to kill its
+/// cluster under).
+#[task]
+fn hold_scratch(ms: u64) -> Result<(), String> {
+    std::fs::write("/scratch/held", b"held")
+        .map_err(|err| format!("writing /scratch/held failed: {err}"))?;
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+    Ok(())
+}
+
+wasq_guest::main!(
+    read_file,
+    list_dir,
+    env,
+    connect,
+    write_file,
+    list_path,
+    nest_dirs,
+    fill_scratch,
+    many_files,
+    hold_scratch
+);

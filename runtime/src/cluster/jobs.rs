@@ -51,6 +51,10 @@ impl Completion {
             crate::Outcome::Trap { message } | crate::Outcome::InvalidModule { message } => {
                 Some(message.clone())
             }
+            crate::Outcome::ScratchLimit { what } => Some(format!(
+                "its scratch directory went over its {} quota",
+                what.as_str()
+            )),
             _ => None,
         };
         let result = TaskResult {
@@ -212,9 +216,9 @@ async fn execute(
                     .await;
                 call.env = grants.env.into_iter().collect();
                 if grants.scratch {
-                    match ScratchDir::new(&shared, &job.record.id) {
+                    match scratch_dir(&shared, &job.record.id) {
                         Ok(dir) => {
-                            call.scratch = Some(dir.path.clone());
+                            call.scratch = Some(dir.path().to_owned());
                             scratch = Some(dir);
                         }
                         Err(error) => {
@@ -250,7 +254,11 @@ async fn execute(
             .instrument(span)
             .await;
             shared.end_cancellable(&job.record.id);
-            drop(scratch);
+            // Removed on a blocking thread, however deep it is, before the
+            // result goes out.
+            if let Some(dir) = scratch {
+                dir.remove().await;
+            }
             execution
         }
         Err(ModuleError::Final(message)) => Execution::invalid_module(message),
@@ -281,33 +289,23 @@ fn clamp_to_quotas(limits: &mut crate::Limits, quotas: &crate::tenant::Quotas) {
     if let Some(most) = quotas.max_timeout_ms {
         limits.timeout = limits.timeout.min(std::time::Duration::from_millis(most));
     }
-}
-
-/// A task's granted scratch directory, removed with everything in it when
-/// dropped (after the task ends).
-struct ScratchDir {
-    path: std::path::PathBuf,
-}
-
-impl ScratchDir {
-    fn new(shared: &Shared, task_id: &str) -> std::io::Result<Self> {
-        let root = shared
-            .config
-            .scratch_dir
-            .clone()
-            .unwrap_or_else(std::env::temp_dir)
-            .join("wasq-scratch");
-        let path = root.join(format!("{task_id}-{}", &crate::package::new_task_id()[..8]));
-        std::fs::create_dir_all(&path)?;
-        Ok(Self { path })
+    let scratch = &mut limits.scratch;
+    if let Some(most) = quotas.scratch_bytes {
+        scratch.bytes = scratch.bytes.min(most);
+    }
+    if let Some(most) = quotas.scratch_entries {
+        scratch.entries = scratch.entries.min(most);
+    }
+    if let Some(most) = quotas.scratch_depth {
+        scratch.depth = scratch.depth.min(u32::try_from(most).unwrap_or(u32::MAX));
     }
 }
 
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        if let Err(error) = std::fs::remove_dir_all(&self.path) {
-            tracing::warn!(%error, dir = %self.path.display(), "cannot remove a scratch directory");
-        }
+/// Makes a task's scratch directory in the cluster's private root.
+fn scratch_dir(shared: &Shared, task_id: &str) -> std::io::Result<crate::scratch::TaskDir> {
+    match &shared.scratch {
+        Some(root) => root.task_dir(task_id),
+        None => Err(std::io::Error::other("this cluster has no scratch root")),
     }
 }
 

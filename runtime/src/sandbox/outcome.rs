@@ -27,6 +27,29 @@ impl OutputStream {
     }
 }
 
+/// Which scratch quota a task went over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScratchQuota {
+    /// Bytes of the files in its scratch directory.
+    Bytes,
+    /// Files, directories and links in its scratch directory.
+    Entries,
+    /// How deep directories nest in its scratch directory.
+    Depth,
+}
+
+impl ScratchQuota {
+    /// `bytes`, `entries` or `depth`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Bytes => "bytes",
+            Self::Entries => "entries",
+            Self::Depth => "depth",
+        }
+    }
+}
+
 /// How a task ended. Closed: every execution ends in exactly one of these.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
@@ -61,6 +84,12 @@ pub enum Outcome {
     },
     /// Cancelled from outside (`wasq cancel`) before or while it ran.
     Cancelled,
+    /// The task went over a quota of its scratch directory and was
+    /// stopped (whether or not it would have succeeded).
+    ScratchLimit {
+        /// The quota it went over.
+        what: ScratchQuota,
+    },
 }
 
 /// The name of an [`Outcome`] without its data, as used in JSON and tables.
@@ -85,11 +114,13 @@ pub enum OutcomeKind {
     InvalidModule,
     /// See [`Outcome::Cancelled`].
     Cancelled,
+    /// See [`Outcome::ScratchLimit`].
+    ScratchLimit,
 }
 
 impl OutcomeKind {
     /// Every kind, in the order of their exit codes.
-    pub const ALL: [OutcomeKind; 9] = [
+    pub const ALL: [OutcomeKind; 10] = [
         Self::Success,
         Self::GuestError,
         Self::Trap,
@@ -99,6 +130,7 @@ impl OutcomeKind {
         Self::OutputLimit,
         Self::InvalidModule,
         Self::Cancelled,
+        Self::ScratchLimit,
     ];
 
     /// The snake_case name: `success`, `guest_error`, `fuel_exhausted`…
@@ -113,13 +145,14 @@ impl OutcomeKind {
             Self::OutputLimit => "output_limit",
             Self::InvalidModule => "invalid_module",
             Self::Cancelled => "cancelled",
+            Self::ScratchLimit => "scratch_limit",
         }
     }
 
     /// The exit code `wasq run` uses for this outcome. 2 is left for usage
     /// errors: 0 success, 1 guest error, 3 trap, 4 timeout, 5 fuel
     /// exhausted, 6 memory limit, 7 output limit, 8 invalid module, 9
-    /// cancelled.
+    /// cancelled, 10 scratch limit.
     pub fn exit_code(self) -> u8 {
         match self {
             Self::Success => 0,
@@ -131,6 +164,7 @@ impl OutcomeKind {
             Self::OutputLimit => 7,
             Self::InvalidModule => 8,
             Self::Cancelled => 9,
+            Self::ScratchLimit => 10,
         }
     }
 }
@@ -154,6 +188,7 @@ impl Outcome {
             Self::OutputLimit { .. } => OutcomeKind::OutputLimit,
             Self::InvalidModule { .. } => OutcomeKind::InvalidModule,
             Self::Cancelled => OutcomeKind::Cancelled,
+            Self::ScratchLimit { .. } => OutcomeKind::ScratchLimit,
         }
     }
 
@@ -171,7 +206,8 @@ pub struct Usage {
     pub cpu: Duration,
     /// Wall-clock time from instantiation to exit.
     pub wall: Duration,
-    /// Largest linear memory the task had, in bytes.
+    /// Largest total of linear memory the task had (every memory of its
+    /// instance together), in bytes.
     pub memory_peak: u64,
     /// Fuel burnt; `None` when fuel is off.
     pub fuel_consumed: Option<u64>,
@@ -240,6 +276,10 @@ impl Execution {
             Outcome::OutputLimit { stream } => {
                 Some(format!("{} is over its limit", stream.as_str()))
             }
+            Outcome::ScratchLimit { what } => Some(format!(
+                "its scratch directory went over its {} quota",
+                what.as_str()
+            )),
             _ => None,
         };
         if let Some(detail) = detail {

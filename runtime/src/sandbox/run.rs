@@ -18,6 +18,7 @@ use super::cache::Compiled;
 use super::cpu::CpuMetered;
 use super::limiter::TaskLimiter;
 use super::pipe::CappedPipe;
+use super::scratch::Watcher;
 use super::{Execution, Limits, Outcome, OutputStream, Sandbox, SandboxError, TaskModule, Usage};
 
 /// Fuel between yields to the async runtime when fuel is on (about a
@@ -85,7 +86,9 @@ pub struct TaskCall {
     /// Environment variables the guest sees: none unless granted.
     pub env: Vec<(String, String)>,
     /// A host directory the guest sees, read-write, as `/scratch`: none
-    /// unless granted. The caller makes it and removes it.
+    /// unless granted. The caller makes it (empty, and where no one else
+    /// can write) and removes it; while the task runs it is held to
+    /// [`Limits::scratch`].
     pub scratch: Option<std::path::PathBuf>,
 }
 
@@ -173,6 +176,20 @@ impl Sandbox {
                 dir.display()
             ));
         }
+        // Stopped when the scratch directory goes over a quota.
+        let over_quota = CancelToken::new();
+        let watcher = match &call.scratch {
+            Some(dir) => match Watcher::start(dir, limits.scratch, over_quota.clone()) {
+                Ok(watcher) => Some(watcher),
+                Err(error) => {
+                    return Execution::invalid_module(format!(
+                        "cannot watch the scratch directory {}: {error}",
+                        dir.display()
+                    ));
+                }
+            },
+            None => None,
+        };
         let stdout = CappedPipe::new(limits.stdout);
         let stderr = CappedPipe::new(limits.stderr);
         let limiter = TaskLimiter::new(limits.memory, limits.table_elements);
@@ -185,7 +202,7 @@ impl Sandbox {
                     .build_p1();
                 let store = Store::new(&inner.engine, TaskState { wasi, limiter });
                 let pre = pre.clone();
-                self.drive(store, &limits, cancel, move |store| {
+                self.drive(store, &limits, [cancel, &over_quota], move |store| {
                     Box::pin(async move {
                         let instance = pre.instantiate_async(&mut *store).await?;
                         let start = instance.get_typed_func::<(), ()>(&mut *store, "_start")?;
@@ -207,7 +224,7 @@ impl Sandbox {
                 let input = String::from_utf8_lossy(&call.input).into_owned();
                 let task = call.task.clone();
                 let (pre, result, log) = (pre.clone(), stdout.clone(), stderr.clone());
-                self.drive(store, &limits, cancel, move |store| {
+                self.drive(store, &limits, [cancel, &over_quota], move |store| {
                     Box::pin(async move {
                         let instance = pre.instantiate_async(&mut *store).await?;
                         let run = instance
@@ -244,14 +261,23 @@ impl Sandbox {
             Ended::Returned(Err(_)) if cancel.is_cancelled() => Ended::Cancelled,
             ended => ended,
         };
-        let outcome = classify(
-            ended,
-            Overruns {
-                memory: ran.memory_denied,
-                stdout: stdout_over,
-                stderr: stderr_over,
-            },
-        );
+        let over = match watcher {
+            Some(watcher) => watcher.finish().await,
+            None => None,
+        };
+        // A scratch quota is hard: over it, the task failed, whatever it
+        // returned.
+        let outcome = match over {
+            Some(what) => Outcome::ScratchLimit { what },
+            None => classify(
+                ended,
+                Overruns {
+                    memory: ran.memory_denied,
+                    stdout: stdout_over,
+                    stderr: stderr_over,
+                },
+            ),
+        };
         Execution {
             outcome,
             stdout,
@@ -266,13 +292,14 @@ impl Sandbox {
     }
 
     /// Runs `call` in `store` under `limits`: fuel, the wall-clock deadline
-    /// (epoch ticks, with a timer as backstop), cancellation and CPU
-    /// metering; returns how it ended and what it used.
+    /// (epoch ticks, with a timer as backstop), cancellation by either of
+    /// `stops` (from outside, and by the scratch watcher) and CPU metering;
+    /// returns how it ended and what it used.
     async fn drive<T: Limited>(
         &self,
         mut store: Store<T>,
         limits: &Limits,
-        cancel: &CancelToken,
+        stops: [&CancelToken; 2],
         call: impl for<'a> FnOnce(&'a mut Store<T>) -> CallFuture<'a>,
     ) -> Ran {
         let inner = &self.inner;
@@ -289,13 +316,16 @@ impl Sandbox {
         // On every epoch tick: yield to the runtime so tasks share threads, or
         // stop the task once its wall-clock deadline has passed.
         store.set_epoch_deadline(1);
-        let flag = cancel.clone();
+        let [cancel, over_quota] = stops;
+        let flags = [cancel.clone(), over_quota.clone()];
         store.epoch_deadline_callback(move |_| {
-            Ok(if Instant::now() >= deadline || flag.is_cancelled() {
-                UpdateDeadline::Interrupt
-            } else {
-                UpdateDeadline::Yield(1)
-            })
+            Ok(
+                if Instant::now() >= deadline || flags.iter().any(CancelToken::is_cancelled) {
+                    UpdateDeadline::Interrupt
+                } else {
+                    UpdateDeadline::Yield(1)
+                },
+            )
         });
 
         // The epoch deadline stops wasm code; it traps cleanly, so fuel and
@@ -312,6 +342,7 @@ impl Sandbox {
                         Err(_) => Ended::DeadlinePassed,
                     },
                     _ = cancel.cancelled() => Ended::Cancelled,
+                    _ = over_quota.cancelled() => Ended::Cancelled,
                 }
             };
             CpuMetered::new(timed, inner.config.cpu_metering).await

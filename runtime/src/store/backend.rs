@@ -57,8 +57,16 @@ async fn sqlite(url: &str, path: &str) -> Result<Backend, StoreError> {
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
     {
-        std::fs::create_dir_all(parent)
+        wasq_brokers::private::create_private_dir(parent)
             .map_err(|e| unreachable(url, format!("cannot create {}: {e}", parent.display())))?;
+    }
+    // The store holds results, keys and grant values: 0600 before SQLite
+    // opens it (its -wal and -shm take its mode), whatever the umask.
+    let db = std::path::Path::new(path);
+    let in_memory = path == ":memory:" || url.contains("mode=memory");
+    if !in_memory {
+        wasq_brokers::private::create_private_file(db)
+            .map_err(|e| unreachable(url, format!("cannot create {path}: {e}")))?;
     }
     let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))
         .map_err(|e| unreachable(url, e))?
@@ -72,7 +80,12 @@ async fn sqlite(url: &str, path: &str) -> Result<Backend, StoreError> {
     let mut attempt = 0;
     loop {
         match sqlite_setup(options.clone()).await {
-            Ok(pool) => return Ok(Backend::Sqlite(pool)),
+            Ok(pool) => {
+                if !in_memory && let Err(error) = wasq_brokers::private::tighten_sqlite_files(db) {
+                    tracing::warn!(%error, "cannot make the store's files private");
+                }
+                return Ok(Backend::Sqlite(pool));
+            }
             Err(e) if is_busy(&e) && attempt < 50 => {
                 attempt += 1;
                 tokio::time::sleep(Duration::from_millis(100)).await;

@@ -15,7 +15,8 @@ use crate::settings::Settings;
 #[command(after_help = "\
 Quotas (--quota NAME=VALUE, repeatable): max_running, max_queued,
 fuel_per_minute, max_fuel, max_memory, max_timeout_ms, max_module_size,
-max_modules. Grants a tenant may give its modules (--allow-grant): env,
+max_modules, scratch_bytes, scratch_entries, scratch_depth (the scratch
+ones at most the cluster's own). Grants a tenant may give its modules (--allow-grant): env,
 scratch.
 
 Examples:
