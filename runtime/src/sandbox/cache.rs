@@ -407,7 +407,10 @@ mod tests {
         fill(&cache, &small);
         fill(&cache, &big);
         assert!(cache.get(&big.digest()).is_some());
-        assert!(cache.get(&small.digest()).is_none(), "dropped for the big one");
+        assert!(
+            cache.get(&small.digest()).is_none(),
+            "dropped for the big one"
+        );
         assert_eq!(cache.len(), 1);
     }
 

@@ -279,6 +279,7 @@ async fn tenants_keys_modules_usage_and_audit(store: Store) {
     use crate::tenant::{Grants, Quotas, Tenant};
     let mut quotas = Quotas::default();
     quotas.set("max_queued", 7).unwrap();
+    quotas.allow_grants = vec!["scratch".into(), "env".into()];
     let tenant = Tenant {
         name: "acme".into(),
         weight: 2,
@@ -333,6 +334,47 @@ async fn tenants_keys_modules_usage_and_audit(store: Store) {
             .is_some()
     );
     assert!(store.tenant_module("other", "m").await.unwrap().is_none());
+
+    // Taking an allowance away takes that grant from the tenant's modules.
+    let env = Grants {
+        env: [("A".to_owned(), "1".to_owned())].into(),
+        scratch: true,
+    };
+    assert!(store.set_module_grants("acme", "m", &env).await.unwrap());
+    let mut denied = tenant.clone();
+    denied.quotas.allow_grants = vec!["env".into()];
+    assert_eq!(
+        store.update_tenant_revoking(&denied).await.unwrap(),
+        Some(vec!["m".to_owned()])
+    );
+    let found = store.tenant_module("acme", "m").await.unwrap().unwrap();
+    assert!(!found.grants.scratch, "scratch revoked");
+    assert_eq!(found.grants.env.len(), 1, "env kept");
+    assert_eq!(
+        store.update_tenant_revoking(&denied).await.unwrap(),
+        Some(vec![]),
+        "nothing left to revoke"
+    );
+    // A grant written past the allowance (a race with the admin) is not read.
+    assert!(store.set_module_grants("acme", "m", &env).await.unwrap());
+    assert!(
+        !store
+            .tenant_module("acme", "m")
+            .await
+            .unwrap()
+            .unwrap()
+            .grants
+            .scratch
+    );
+    assert!(
+        !store.tenant_modules("acme").await.unwrap()[0]
+            .grants
+            .scratch
+    );
+    let mut gone = denied.clone();
+    gone.name = "nobody".into();
+    assert_eq!(store.update_tenant_revoking(&gone).await.unwrap(), None);
+    assert!(store.update_tenant(&tenant).await.unwrap());
     assert!(
         store
             .tenant_module("other", &by_digest)

@@ -17,11 +17,14 @@ Quotas (--quota NAME=VALUE, repeatable): max_running, max_queued,
 fuel_per_minute, max_fuel, max_memory, max_timeout_ms, max_module_size,
 max_modules, scratch_bytes, scratch_entries, scratch_depth (the scratch
 ones at most the cluster's own). Grants a tenant may give its modules (--allow-grant): env,
-scratch.
+scratch. --deny-grant takes an allowance away and revokes that grant from
+every module of the tenant at once (tasks already running keep it until
+they end; the next task sees it gone within seconds).
 
 Examples:
   wasq tenant create acme --weight 2 --quota max_queued=10000 --allow-grant scratch
   wasq tenant set acme --quota fuel_per_minute=5000000000
+  wasq tenant set acme --deny-grant scratch
   wasq tenant list")]
 pub(crate) struct TenantArgs {
     #[command(flatten)]
@@ -70,6 +73,10 @@ struct TenantSettings {
     /// A grant the tenant may give its modules: env or scratch.
     #[arg(long = "allow-grant", value_name = "KIND", value_parser = ["env", "scratch"])]
     allow_grants: Vec<String>,
+    /// A grant the tenant may no longer give: env or scratch. Its modules
+    /// that have it lose it.
+    #[arg(long = "deny-grant", value_name = "KIND", value_parser = ["env", "scratch"])]
+    deny_grants: Vec<String>,
 }
 
 impl TenantSettings {
@@ -98,11 +105,24 @@ impl TenantSettings {
                 .set(name.trim(), value)
                 .map_err(|e| CliError::usage(anyhow::anyhow!(e)))?;
         }
+        if let Some(kind) = self
+            .allow_grants
+            .iter()
+            .find(|k| self.deny_grants.contains(k))
+        {
+            return Err(CliError::usage(anyhow::anyhow!(
+                "--allow-grant {kind} and --deny-grant {kind}: give one of them"
+            )));
+        }
         for kind in &self.allow_grants {
             if !tenant.quotas.allows(kind) {
                 tenant.quotas.allow_grants.push(kind.clone());
             }
         }
+        tenant
+            .quotas
+            .allow_grants
+            .retain(|kind| !self.deny_grants.contains(kind));
         Ok(())
     }
 }
@@ -184,10 +204,15 @@ pub(crate) async fn tenant(args: TenantArgs) -> Result<ExitCode, CliError> {
                     ))
                 })?;
             settings.apply(&mut tenant)?;
-            store
-                .update_tenant(&tenant)
+            let revoked = store
+                .update_tenant_revoking(&tenant)
                 .await
-                .map_err(CliError::other)?;
+                .map_err(CliError::other)?
+                .ok_or_else(|| {
+                    CliError::usage(anyhow::anyhow!(
+                        "tenant `{name}` was removed meanwhile (see `wasq tenant list`)"
+                    ))
+                })?;
             audit(
                 &store,
                 Some(&name),
@@ -195,11 +220,27 @@ pub(crate) async fn tenant(args: TenantArgs) -> Result<ExitCode, CliError> {
                 quota_summary(&tenant.quotas),
             )
             .await?;
+            if !revoked.is_empty() {
+                audit(
+                    &store,
+                    Some(&name),
+                    "module.grants",
+                    format!(
+                        "revoked ({}): {}",
+                        settings.deny_grants.join(","),
+                        revoked.join(" ")
+                    ),
+                )
+                .await?;
+            }
             println!(
                 "{name}: weight {}, {}",
                 tenant.weight,
                 quota_summary(&tenant.quotas)
             );
+            if !revoked.is_empty() {
+                println!("grants revoked from modules: {}", revoked.join(", "));
+            }
         }
         TenantCommand::List { json } => {
             let tenants = store.tenants().await.map_err(CliError::other)?;
