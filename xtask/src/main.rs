@@ -47,6 +47,9 @@ commands:
            the charts, and the tables in BENCHMARKS.md. --quick: a few hundred tasks per run,
            results in target/bench/ (CI runs it); other ARGS go to wasq-bench (see
            `target/release/wasq-bench --help`, e.g. --systems celery,wasq-redis --tasks 2000)
+  bench fairness [ARGS]
+           how long a small tenant's task waits to start while another tenant's long tasks fill
+           every worker (ARGS go to wasq-fairness, e.g. --workers 4 --long 200 --sleep-ms 2000)
   bench micro [FILTER]
            the criterion micro-benchmarks: sandbox, task packages, brokers
   bench brokers [TASKS]
@@ -230,8 +233,25 @@ fn bench(root: &Path, rest: &[String]) -> anyhow::Result<()> {
     match rest.first().map(String::as_str) {
         Some("brokers") => bench_brokers(root, rest.get(1).map(String::as_str)),
         Some("micro") => bench_micro(root, &rest[1..]),
+        Some("fairness") => bench_fairness(root, &rest[1..]),
         _ => bench_side_by_side(root, rest),
     }
+}
+
+/// `bench fairness`: how long a small tenant's task waits behind another
+/// tenant's long tasks (`wasq-fairness`, in `bench/`).
+fn bench_fairness(root: &Path, args: &[String]) -> anyhow::Result<()> {
+    let mut build = cargo(root);
+    build.args(["build", "--release", "--package", "wasq", "--bin", "wasq"]);
+    build.args(WASQ_FEATURES);
+    build.args(["--package", "wasq-bench", "--bin", "wasq-fairness"]);
+    step("build wasq and wasq-fairness (release)", build)?;
+    let mut run = Command::new(root.join("target/release/wasq-fairness"));
+    run.current_dir(root).args(args);
+    step(
+        "fairness: a small tenant behind a big tenant's long tasks",
+        run,
+    )
 }
 
 /// `bench micro`: the criterion benchmarks of the hot path.

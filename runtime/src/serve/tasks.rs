@@ -1,6 +1,8 @@
 //! `/v1/tasks` and `/v1/groups`: enqueue a task of one of the caller's
-//! modules (its limits checked against the tenant's quotas, its queue
-//! against `max_queued`), read or wait for its result, cancel it, and read
+//! modules (its limits checked against the tenant's quotas; a place in
+//! the tenant's backlog taken atomically against `max_queued`, which
+//! counts every task of the tenant waiting for its result, in any queue,
+//! deferred or not — see `store/backlog.rs`), read or wait for its result, cancel it, and read
 //! a group's results. Another tenant's task ids are answered 404, the same
 //! as ids that never existed.
 
@@ -18,7 +20,7 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{Json, Path, Query};
 use crate::package::TaskLimits;
 use crate::store::{CancelState, TaskResult, TenantModule};
-use crate::tenant::{Quotas, Tenant, check_name, tenant_queue};
+use crate::tenant::{Quotas, Tenant, check_name};
 use crate::{TaskRequest, tenant_group};
 
 /// The longest a request may wait for a result.
@@ -52,7 +54,10 @@ pub struct EnqueueRequest {
     pub fuel: Option<u64>,
     /// Linear memory limit, bytes (at most `max_memory`).
     pub memory: Option<u64>,
-    /// Wall-clock limit, ms (at most `max_timeout_ms`).
+    /// Wall-clock limit, ms (at most `max_timeout_ms`). Clusters also
+    /// lower fuel, memory and timeout to their own `max_fuel`, `memory`
+    /// and `timeout` when the task runs (the API cannot know which
+    /// cluster runs it, so it does not refuse them).
     pub timeout_ms: Option<u64>,
     /// Run no sooner than this many seconds from now.
     #[schema(maximum = 31536000)]
@@ -181,35 +186,6 @@ fn check_limits(request: &EnqueueRequest, quotas: &Quotas) -> Result<(), ApiErro
     Ok(())
 }
 
-/// Refuses `adding` tasks when the tenant's queue would hold more than
-/// `max_queued` (429).
-async fn check_queued(
-    state: &AppState,
-    tenant: &Tenant,
-    queue: &str,
-    adding: u64,
-) -> Result<(), ApiError> {
-    let Some(most) = tenant.quotas.max_queued else {
-        return Ok(());
-    };
-    let queued = state
-        .client
-        .broker()
-        .queue_size(&tenant_queue(queue, &tenant.name))
-        .await
-        .map_err(|e| ApiError::unavailable(format!("the broker failed: {e}")))?;
-    if queued + adding > most {
-        return Err(ApiError::quota(
-            StatusCode::TOO_MANY_REQUESTS,
-            "max_queued",
-            format!(
-                "{queued} tasks are queued in `{queue}`, the tenant's quota max_queued is {most}: retry when some have run"
-            ),
-        ));
-    }
-    Ok(())
-}
-
 /// Checks a request against names and quotas and resolves its module
 /// (through `modules`, the ones resolved so far); the queue name (as the
 /// caller uses it) and what to enqueue.
@@ -289,7 +265,6 @@ pub async fn enqueue(
     let tenant = caller.tenant()?;
     let (queue, (task, digest, module_name)) =
         prepare(&state, tenant, &request, &mut HashMap::new()).await?;
-    check_queued(&state, tenant, &queue, 1).await?;
     let record = state
         .client
         .enqueue_for_tenant(&tenant.name, &task, digest, module_name)
@@ -353,16 +328,11 @@ pub async fn enqueue_batch(
             batch.tasks.len()
         )));
     }
-    let mut per_queue: std::collections::BTreeMap<String, u64> = Default::default();
     let mut prepared = Vec::with_capacity(batch.tasks.len());
     let mut modules = HashMap::new();
     for request in &batch.tasks {
-        let (queue, task) = prepare(&state, tenant, request, &mut modules).await?;
-        *per_queue.entry(queue).or_default() += 1;
+        let (_, task) = prepare(&state, tenant, request, &mut modules).await?;
         prepared.push(task);
-    }
-    for (queue, count) in &per_queue {
-        check_queued(&state, tenant, queue, *count).await?;
     }
     let ids = state
         .client

@@ -50,6 +50,19 @@ macro_rules! write_followups {
                 .bind(&task.package)
                 .execute(&mut *$tx)
                 .await?;
+            // A tenant's chain link or hook takes the place in its
+            // backlog that its parent's result just freed.
+            if followup.parent.is_some()
+                && let Some(tenant) = crate::tenant::queue_tenant(&task.queue)
+            {
+                sqlx::query(backlog::INSERT_PENDING)
+                    .bind(&task.task_id)
+                    .bind(tenant)
+                    .bind(&task.queue)
+                    .bind(task.due_at_ms)
+                    .execute(&mut *$tx)
+                    .await?;
+            }
         }
         for (key, task_id) in &$followups.release {
             sqlx::query("DELETE FROM wasq_unique WHERE key = $1 AND task_id = $2")
@@ -62,6 +75,7 @@ macro_rules! write_followups {
 }
 
 mod backend;
+mod backlog;
 mod browse;
 mod cache;
 mod schedules;
@@ -70,6 +84,7 @@ mod tenants;
 mod types;
 mod workflow;
 
+pub use backlog::BacklogFull;
 pub use browse::{OutcomeBucket, ResultFilter, WaitingTask};
 pub use schedules::{Schedule, ScheduleFire, ScheduleSpec};
 pub use tenants::{AuditEntry, StoredKey, TenantModule};
@@ -411,6 +426,12 @@ impl Store {
                     .map(|(r, _)| r.id.as_str())
                     .chain(also_saved.iter().map(String::as_str))
                     .collect();
+                for id in released(results, also_saved) {
+                    sqlx::query(backlog::DELETE_PENDING)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 write_followups!(tx, followups, saved_ids);
                 for queue in pruned_queues(results, save_limit) {
                     sqlx::query(PRUNE)
@@ -471,6 +492,13 @@ impl Store {
                     .chain(results.iter().filter(|r| !keep(r)).map(|r| r.id.as_str()))
                     .chain(also_saved.iter().map(String::as_str))
                     .collect();
+                let released: Vec<&str> = released(results, also_saved).collect();
+                if !released.is_empty() {
+                    sqlx::query("DELETE FROM wasq_tenant_pending WHERE task_id = ANY($1)")
+                        .bind(released)
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 write_followups!(tx, followups, saved_ids);
                 for queue in pruned_queues(results, save_limit) {
                     sqlx::query(PRUNE)
@@ -662,6 +690,20 @@ const PRUNE: &str = "DELETE FROM wasq_results WHERE success = 1 AND queue = $2 A
 /// The queues a batch calls for [`PRUNE`] in: `save_limit` counts per
 /// queue, so one tenant's successes (in its own queue) never push out
 /// another's.
+/// The tasks whose places in their tenants' backlogs a batch of results
+/// releases: results of tenants' queues (whether saved now or a duplicate:
+/// releasing twice is nothing) and results saved in the result cache.
+fn released<'a>(
+    results: &'a [TaskResult],
+    also_saved: &'a HashSet<String>,
+) -> impl Iterator<Item = &'a str> {
+    results
+        .iter()
+        .filter(|r| crate::tenant::queue_tenant(&r.queue).is_some())
+        .map(|r| r.id.as_str())
+        .chain(also_saved.iter().map(String::as_str))
+}
+
 fn pruned_queues(results: &[TaskResult], save_limit: i64) -> Vec<&str> {
     if save_limit <= 0 {
         return Vec::new();

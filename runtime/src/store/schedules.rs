@@ -7,6 +7,7 @@
 //! [`crate::schedule`]; the caller passes it in.
 
 use super::backend::{Backend, Columns};
+use super::backlog::{BacklogFull, QUOTAS_PG, QUOTAS_SQLITE, insert_result, refused_run, take_in};
 use super::workflow::INSERT_DEFERRED;
 use super::{Deferred, Store, StoreError, now_ms, parse_digest};
 use crate::Digest;
@@ -304,7 +305,7 @@ impl Store {
         };
         let mut started = Vec::new();
         macro_rules! fire_in {
-            ($tx:ident) => {{
+            ($tx:ident, $quotas_sql:expr) => {{
                 let rows = sqlx::query(due_sql)
                     .bind(now)
                     .bind(cluster)
@@ -357,15 +358,34 @@ impl Store {
                         continue;
                     }
                     if let Some(task) = decision.task {
-                        sqlx::query(INSERT_DEFERRED)
-                            .bind(&task.id)
-                            .bind(&task.task_id)
-                            .bind(&task.queue)
-                            .bind(i64::from(task.priority))
-                            .bind(task.due_at_ms)
-                            .bind(&task.package)
-                            .execute(&mut *$tx)
-                            .await?;
+                        // A tenant's run takes a place in its backlog; with
+                        // none left it is saved as a failure naming the quota.
+                        let refused = match &schedule.spec.tenant {
+                            Some(tenant) => {
+                                let run = [(task.task_id.clone(), task.queue.clone())];
+                                let taken: Result<(), BacklogFull> =
+                                    take_in!($tx, $quotas_sql, tenant, &run);
+                                taken.err()
+                            }
+                            None => None,
+                        };
+                        match refused {
+                            None => {
+                                sqlx::query(INSERT_DEFERRED)
+                                    .bind(&task.id)
+                                    .bind(&task.task_id)
+                                    .bind(&task.queue)
+                                    .bind(i64::from(task.priority))
+                                    .bind(task.due_at_ms)
+                                    .bind(&task.package)
+                                    .execute(&mut *$tx)
+                                    .await?;
+                            }
+                            Some(full) => {
+                                tracing::warn!(schedule = %schedule.spec.name, "a run not queued: the tenant's max_queued is reached");
+                                insert_result!($tx, &refused_run(&schedule.spec, digest, &task, full));
+                            }
+                        }
                         if let Some(tenant) = &schedule.spec.tenant {
                             sqlx::query(super::tenants::OWN_TASK)
                                 .bind(&task.task_id)
@@ -382,12 +402,12 @@ impl Store {
         match &self.backend {
             Backend::Sqlite(pool) => {
                 let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-                fire_in!(tx);
+                fire_in!(tx, QUOTAS_SQLITE);
                 tx.commit().await?;
             }
             Backend::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
-                fire_in!(tx);
+                fire_in!(tx, QUOTAS_PG);
                 tx.commit().await?;
             }
         }

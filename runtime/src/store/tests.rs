@@ -40,6 +40,7 @@ store_tests!(
     tenants_keys_modules_usage_and_audit,
     browsing_results_waiting_tasks_and_outcomes,
     schedules_pause_and_replace,
+    backlog_takes_atomically_and_releases_once,
 );
 
 async fn sqlite_store() -> (Store, Box<dyn Any>) {
@@ -631,4 +632,77 @@ async fn schedules_pause_and_replace(store: Store) {
     assert_eq!(store.replace_schedule(&other_tenant).await.unwrap(), None);
     assert!(store.set_schedule_paused("acme/tick", false).await.unwrap());
     assert_eq!(store.next_schedule_due("wasq").await.unwrap(), Some(5_000));
+}
+
+/// `max_queued`: concurrent takes never overshoot, a result releases its
+/// task's place once however often it is saved, a purge releases its
+/// queue's places but not deferred tasks'.
+async fn backlog_takes_atomically_and_releases_once(store: Store) {
+    let quotas = crate::tenant::Quotas {
+        max_queued: Some(10),
+        ..Default::default()
+    };
+    let tenant = crate::tenant::Tenant {
+        name: "acme".into(),
+        weight: 1,
+        quotas,
+        created_at_ms: 0,
+    };
+    store.create_tenant(&tenant).await.unwrap();
+    let queue = crate::tenant::tenant_queue("default", "acme");
+    let place = |id: String| vec![(id, queue.clone())];
+    let first: Vec<_> = (0..4).map(|i| (format!("t{i}"), queue.clone())).collect();
+    assert_eq!(store.take_backlog("acme", &first).await.unwrap(), Ok(()));
+    // The same ids again take nothing more.
+    assert_eq!(store.take_backlog("acme", &first).await.unwrap(), Ok(()));
+    assert_eq!(store.backlog("acme").await.unwrap(), 4);
+
+    let racing = (0..20).map(|i| {
+        let (store, place) = (store.clone(), place(format!("r{i}")));
+        tokio::spawn(async move { store.take_backlog("acme", &place).await.unwrap() })
+    });
+    let mut taken = 0;
+    for task in racing {
+        match task.await.unwrap() {
+            Ok(()) => taken += 1,
+            Err(full) => assert_eq!(full.max_queued, 10),
+        }
+    }
+    assert_eq!(taken, 6);
+    assert_eq!(store.backlog("acme").await.unwrap(), 10);
+    let full = store
+        .take_backlog("acme", &place("x".into()))
+        .await
+        .unwrap();
+    assert!(full.is_err_and(|f| f.queued == 10 && f.message().contains("max_queued")));
+
+    // A result releases its task's place, once.
+    let mut done = result("t0", true, 1);
+    done.queue = queue.clone();
+    store.save_results(&[done.clone()], 0).await.unwrap();
+    store.save_results(&[done], 0).await.unwrap();
+    assert_eq!(store.backlog("acme").await.unwrap(), 9);
+
+    // A purge releases the places of what was queued, not of deferred tasks.
+    store
+        .defer(&[Deferred {
+            id: "t1".into(),
+            task_id: "t1".into(),
+            queue: queue.clone(),
+            priority: 0,
+            due_at_ms: i64::MAX,
+            package: Vec::new(),
+        }])
+        .await
+        .unwrap();
+    assert_eq!(store.release_queue_backlog(&queue).await.unwrap(), 8);
+    assert_eq!(store.backlog("acme").await.unwrap(), 1);
+    // A batch is all or none.
+    let many: Vec<_> = (0..10).map(|i| (format!("b{i}"), queue.clone())).collect();
+    assert!(store.take_backlog("acme", &many).await.unwrap().is_err());
+    assert_eq!(store.backlog("acme").await.unwrap(), 1);
+    assert_eq!(
+        store.take_backlog("acme", &many[..9]).await.unwrap(),
+        Ok(())
+    );
 }

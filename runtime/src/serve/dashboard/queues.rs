@@ -178,6 +178,13 @@ pub(crate) async fn purge(
         .purge_queue(&queue.broker_queue)
         .await
         .map_err(broker_failed)?;
+    // The purged tasks will never have results: their tenant's backlog
+    // (`max_queued`) lets go of them.
+    state
+        .client
+        .store()
+        .release_queue_backlog(&queue.broker_queue)
+        .await?;
     if let Some(tenant) = &queue.tenant {
         state
             .audit(
