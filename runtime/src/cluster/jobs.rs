@@ -5,6 +5,7 @@
 //! tenant held to its share of the workers and its fuel budget. On stop,
 //! jobs not started go back to the broker and running ones finish.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use super::dispatch::{Lanes, UNTENANTED};
@@ -151,25 +152,26 @@ enum ModuleError {
     Transient(String),
 }
 
-async fn module_for(shared: &Shared, record: &TaskRecord) -> Result<TaskModule, ModuleError> {
-    if let Some(module) = shared.sandbox.cached(&record.module) {
+async fn module_for(shared: &Shared, digest: &crate::Digest) -> Result<TaskModule, ModuleError> {
+    if let Some(module) = shared.sandbox.cached(digest) {
         crate::metrics::count("wasq_compile_cache_hits_total", &[], 1);
         return Ok(module);
     }
     crate::metrics::count("wasq_compile_cache_misses_total", &[], 1);
     let bytes = shared
         .store
-        .module_bytes(&record.module)
+        .module_bytes(digest)
         .await
         .map_err(|e| ModuleError::Transient(e.to_string()))?
-        .ok_or_else(|| {
-            ModuleError::Final(format!("module {} is not in the store", record.module))
-        })?;
-    shared
-        .sandbox
-        .load(&bytes)
-        .await
-        .map_err(|e| ModuleError::Final(e.to_string()))
+        .ok_or_else(|| ModuleError::Final(format!("module {digest} is not in the store")))?;
+    shared.sandbox.load(&bytes).await.map_err(|e| {
+        // A module at fault fails its task; a busy compile pool does not.
+        if e.is_module_at_fault() {
+            ModuleError::Final(e.to_string())
+        } else {
+            ModuleError::Transient(e.to_string())
+        }
+    })
 }
 
 /// A job's limits: its own, else the cluster's defaults; a tenant's job's
@@ -199,7 +201,7 @@ async fn execute(
     if job.deliveries > 1 {
         crate::metrics::count("wasq_redeliveries_total", &[("tenant", tenant)], 1);
     }
-    let execution = match module_for(&shared, &job.record).await {
+    let execution = match module_for(&shared, &job.record.module).await {
         Ok(module) => {
             let mut call = TaskCall {
                 module: job.record.module_name.clone(),
@@ -336,6 +338,10 @@ pub(crate) async fn run(
     let workers = shared.config.workers;
     let mut lanes: Lanes<Waiting> = Lanes::default();
     let mut running = JoinSet::new();
+    // Jobs whose module is being compiled (or read from the store) hold no
+    // worker and no share of their tenant's: tasks of compiled modules never
+    // wait behind a compile. Once loaded they wait in their lane again.
+    let mut compiling = Compiling::default();
     let mut stop = shared.stop.clone();
     loop {
         // Start what may start.
@@ -344,7 +350,15 @@ pub(crate) async fn run(
                 tenant == UNTENANTED || shared.tenants.try_reserve(tenant, limits.fuel)
             })
         {
-            spawn(&shared, &mut running, key, job, limits, &done);
+            let started = Started { key, job, limits };
+            if let Some(started) = start(&shared, &mut running, &mut compiling, started, &done) {
+                // Not started after all: its turn and its reservation back.
+                lanes.ended(&started.key);
+                if started.key != UNTENANTED {
+                    shared.tenants.finished(&started.key, started.limits.fuel, 0);
+                }
+                compiling.wait(&shared, started);
+            }
         }
         let blocked = !lanes.is_empty() && running.len() < workers;
         tokio::select! {
@@ -355,13 +369,29 @@ pub(crate) async fn run(
                     lanes.ended(&key);
                 }
             }
+            Some(loaded) = compiling.tasks.join_next(), if !compiling.tasks.is_empty() => {
+                if let Some(Started { key, job, limits }) =
+                    loaded.ok().and_then(|slot| compiling.waiting.remove(&slot))
+                {
+                    compiling.loaded.insert(job.record.id.clone());
+                    let share = if key == UNTENANTED {
+                        super::tenants::Share { running: usize::MAX, weight: 1 }
+                    } else {
+                        shared.tenants.share(&key)
+                    };
+                    lanes.push(&key, share, (job, limits));
+                }
+            }
             job = jobs.recv() => {
                 let Some(job) = job else { break };
                 let limits = limits_of(&shared, &job.record);
                 match &job.record.tenant {
                     // Without tenants, no lanes: straight to a free worker.
                     None if lanes.is_empty() && running.len() < workers => {
-                        spawn(&shared, &mut running, String::new(), job, limits, &done);
+                        let started = Started { key: String::new(), job, limits };
+                        if let Some(started) = start(&shared, &mut running, &mut compiling, started, &done) {
+                            compiling.wait(&shared, started);
+                        }
                     }
                     None => lanes.push(
                         UNTENANTED,
@@ -378,8 +408,9 @@ pub(crate) async fn run(
             _ = tokio::time::sleep(BUDGET_RECHECK), if blocked => {}
         }
     }
-    // Stopping: jobs not started go back at once; running ones finish
-    // (the sentinel aborts them after its grace period).
+    // Stopping: jobs not started go back at once (with the fuel their
+    // tenants reserved for them); running ones finish (the sentinel aborts
+    // them after its grace period).
     jobs.close();
     while let Ok(job) = jobs.try_recv() {
         hand_back(&shared, &job.ack).await;
@@ -387,7 +418,76 @@ pub(crate) async fn run(
     for (job, _) in lanes.drain() {
         hand_back(&shared, &job.ack).await;
     }
+    compiling.tasks.abort_all();
+    for started in compiling.waiting.into_values() {
+        hand_back(&shared, &started.job.ack).await;
+    }
     while running.join_next().await.is_some() {}
+}
+
+/// A job given its turn: its lane's key (its tenant), and its limits.
+struct Started {
+    key: String,
+    job: Job,
+    limits: crate::Limits,
+}
+
+/// Jobs whose modules load off the workers: the loads, and the jobs by
+/// the slot their load answers.
+#[derive(Default)]
+struct Compiling {
+    tasks: JoinSet<u64>,
+    waiting: HashMap<u64, Started>,
+    next: u64,
+    /// Jobs back from a load: they go to a worker next, whatever the load
+    /// did (a store that cannot be reached is the worker's to handle).
+    loaded: HashSet<String>,
+}
+
+/// Starts a job on a worker if its module is compiled; else hands it
+/// back to be loaded first ([`Compiling::wait`]).
+fn start(
+    shared: &Arc<Shared>,
+    running: &mut JoinSet<String>,
+    compiling: &mut Compiling,
+    started: Started,
+    done: &mpsc::UnboundedSender<Completion>,
+) -> Option<Started> {
+    let digest = &started.job.record.module;
+    // A module refused before fails its task at once, on a worker; a job
+    // whose module was just loaded (or failed to load) goes on to one too.
+    if shared.sandbox.cached(digest).is_some()
+        || compiling.loaded.remove(&started.job.record.id)
+        || compiling.refused(shared, digest)
+    {
+        spawn(shared, running, started, done);
+        return None;
+    }
+    Some(started)
+}
+
+impl Compiling {
+    /// Whether the module was refused (its task then fails at once).
+    fn refused(&self, shared: &Shared, digest: &crate::Digest) -> bool {
+        shared.sandbox.refusal(digest).is_some()
+    }
+
+    /// Loads a job's module off the workers; the job comes back from
+    /// `tasks` by its slot.
+    fn wait(&mut self, shared: &Arc<Shared>, started: Started) {
+        let slot = self.next;
+        self.next += 1;
+        let loader = shared.clone();
+        let digest = started.job.record.module;
+        self.waiting.insert(slot, started);
+        self.tasks.spawn(async move {
+            // The job then finds the module in the cache, or its refusal
+            // remembered (or, if the store was unreachable, fails over to
+            // the worker's own handling): at once.
+            let _ = module_for(&loader, &digest).await;
+            slot
+        });
+    }
 }
 
 /// Runs a job on a worker; the worker answers its lane's key when done,
@@ -395,11 +495,10 @@ pub(crate) async fn run(
 fn spawn(
     shared: &Arc<Shared>,
     running: &mut JoinSet<String>,
-    key: String,
-    job: Job,
-    limits: crate::Limits,
+    started: Started,
     done: &mpsc::UnboundedSender<Completion>,
 ) {
+    let Started { key, job, limits } = started;
     let shared = shared.clone();
     let done = done.clone();
     running.spawn(async move {
