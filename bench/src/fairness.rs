@@ -49,13 +49,15 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let args = Args::parse();
+    let mut args = Args::parse();
     if !args.wasq.exists() {
         bail!(
             "no {}: build it with `cargo build --release -p wasq`",
             args.wasq.display()
         );
     }
+    // The cluster runs in a directory of its own.
+    args.wasq = std::fs::canonicalize(&args.wasq)?;
     let module = std::fs::read(args.wasm_dir.join("basics.wasm"))
         .context("reading basics.wasm (build the guests: `cargo xtask build`)")?;
     println!(

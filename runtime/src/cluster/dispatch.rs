@@ -196,7 +196,7 @@ mod tests {
         lanes.push("broke", share(9, 1), 1);
         lanes.push("rich", share(9, 1), 2);
         let started = lanes.next(|key, _| key != "broke");
-        assert_eq!(started.map(|(k, j)| (k, j)), Some(("rich".into(), 2)));
+        assert_eq!(started, Some(("rich".into(), 2)));
         assert!(lanes.next(|key, _| key != "broke").is_none());
         assert!(!lanes.is_empty());
         assert_eq!(lanes.drain(), [1]);
