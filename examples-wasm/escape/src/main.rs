@@ -108,7 +108,9 @@ fn fill_scratch(bytes: u64) -> Result<u64, String> {
     let piece = vec![7u8; 1 << 20];
     let mut written = 0;
     while written < bytes {
-        let n = piece.len().min(usize::try_from(bytes - written).unwrap_or(usize::MAX));
+        let n = piece
+            .len()
+            .min(usize::try_from(bytes - written).unwrap_or(usize::MAX));
         file.write_all(&piece[..n])
             .map_err(|err| format!("writing failed after {written} bytes: {err}"))?;
         written += n as u64;

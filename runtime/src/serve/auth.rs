@@ -12,6 +12,10 @@ use crate::tenant::{Tenant, parse_key, secret_matches};
 
 /// The caller of a request.
 #[derive(Debug, Clone)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per request, moved rarely; boxing the tenant would only add an allocation"
+)]
 pub enum Caller {
     /// A tenant's key.
     Tenant {
