@@ -369,16 +369,24 @@ impl Config {
         }
     }
 
-    /// The secret to sign packages with: `secret` if set; else, for an
-    /// embedded SQLite broker, the one generated beside its database
-    /// (made on first use). Server brokers need one set.
+    /// The secret to sign and verify packages with: `secret` if set; else,
+    /// for the embedded SQLite broker, the one kept beside its database
+    /// (generated on first use, mode 0600); for the in-memory broker, a
+    /// random one of this process. A server broker without `secret` is an
+    /// error: anyone who can write to it could otherwise forge tasks.
     pub fn signing_secret(&self) -> Result<String, ConfigError> {
         if !self.secret.is_empty() {
             return Ok(self.secret.clone());
         }
+        if self.broker.starts_with("memory:") {
+            return Ok(process_secret().to_owned());
+        }
         if let Some(path) = self.broker.strip_prefix("sqlite://") {
-            let db = Path::new(path.split('?').next().unwrap_or(path));
-            let file = db
+            let path = path.split('?').next().unwrap_or_default();
+            if path.is_empty() || path.contains(":memory:") {
+                return Ok(process_secret().to_owned());
+            }
+            let file = Path::new(path)
                 .parent()
                 .filter(|p| !p.as_os_str().is_empty())
                 .unwrap_or(Path::new("."))
@@ -386,27 +394,25 @@ impl Config {
             return crate::secret_file::read_or_create(&file)
                 .map_err(|source| ConfigError::Read { path: file, source });
         }
-        if self.broker.starts_with("memory:") {
-            return Ok(crate::secret_file::random_secret());
-        }
         Err(ConfigError::Invalid {
             origin: "configuration".into(),
             message: format!(
-                "no secret is set for the broker {}: set WASQ_SECRET (or `secret` in wasq.toml) to \
-                 the same value on every machine that shares it",
+                "no secret is set for the broker {}: set WASQ_SECRET (or `secret` in wasq.toml), \
+                 for example WASQ_SECRET=$(openssl rand -hex 32), to the same value on every \
+                 machine that shares it",
                 wasq_brokers::redact(&self.broker)
             ),
         })
     }
 
-    /// `secret`, or a random one when none is set (packages then verify
-    /// only in this process).
+    /// [`signing_secret`](Self::signing_secret), or, when that fails (which
+    /// is logged), a random secret of this process: packages then verify
+    /// only within it, which is safe, never forgeable.
     pub fn secret_or_random(&self) -> String {
-        if self.secret.is_empty() {
-            crate::secret_file::random_secret()
-        } else {
-            self.secret.clone()
-        }
+        self.signing_secret().unwrap_or_else(|error| {
+            tracing::error!(%error, "signing packages with a random secret of this process");
+            process_secret().to_owned()
+        })
     }
 
     /// Tasks one tenant may run at once when its `max_running` quota is
@@ -528,4 +534,10 @@ mod tests {
         let err = Config::load(None, env(&[("WASQ_SCRATCH_DEPTH", "100000")])).unwrap_err();
         assert!(err.to_string().contains("scratch_depth"), "{err}");
     }
+}
+
+/// A random secret of this process, for brokers no other process can reach.
+fn process_secret() -> &'static str {
+    static SECRET: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SECRET.get_or_init(crate::secret_file::random_secret)
 }

@@ -79,32 +79,33 @@ async fn packages_claiming_what_their_tenant_does_not_own_are_refused_and_record
     };
     let victim_queue = tenant_queue("default", "victim");
     let mallory_queue = tenant_queue("default", "mallory");
-    let mut forged = Vec::new();
-    // 1. The victim's module name (and so its grants) over mallory's code.
-    forged.push((
-        victim_queue.clone(),
-        forge(digest(&tool), "granted", Some("victim"), &victim_queue),
-    ));
-    // 2. Mallory's tenant over the victim's code.
-    forged.push((
-        mallory_queue.clone(),
-        forge(digest(&granted), "granted", Some("mallory"), &mallory_queue),
-    ));
-    // 3. The victim's own task, dropped into mallory's queue (mallory's
-    //    turn, the victim's grants).
-    forged.push((
-        mallory_queue.clone(),
-        forge(digest(&granted), "granted", Some("victim"), &victim_queue),
-    ));
-    // 4. No tenant at all, in the victim's queue (no quotas, no turn).
-    forged.push((
-        victim_queue.clone(),
-        forge(digest(&granted), "granted", None, &victim_queue),
-    ));
     // 5. Into another tenant's group.
     let mut grouped = forge(digest(&tool), "tool", Some("mallory"), &mallory_queue);
     grouped.group = Some("victim/reports".into());
-    forged.push((mallory_queue.clone(), grouped));
+    let forged = vec![
+        // 1. The victim's module name (and so its grants) over mallory's code.
+        (
+            victim_queue.clone(),
+            forge(digest(&tool), "granted", Some("victim"), &victim_queue),
+        ),
+        // 2. Mallory's tenant over the victim's code.
+        (
+            mallory_queue.clone(),
+            forge(digest(&granted), "granted", Some("mallory"), &mallory_queue),
+        ),
+        // 3. The victim's own task, dropped into mallory's queue (mallory's
+        //    turn, the victim's grants).
+        (
+            mallory_queue.clone(),
+            forge(digest(&granted), "granted", Some("victim"), &victim_queue),
+        ),
+        // 4. No tenant at all, in the victim's queue (no quotas, no turn).
+        (
+            victim_queue.clone(),
+            forge(digest(&granted), "granted", None, &victim_queue),
+        ),
+        (mallory_queue.clone(), grouped),
+    ];
     for (queue, record) in &forged {
         let package = codec.encode(record).expect("a package");
         block(broker.enqueue(queue, package));

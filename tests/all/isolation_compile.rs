@@ -241,3 +241,87 @@ async fn compile_bombs_are_refused_at_the_cap_and_never_hold_up_compiled_modules
     let (_, basics) = service.get(&key, "/v1/modules/basics").await;
     assert_eq!(basics["compile"]["state"], "compiled", "{basics}");
 }
+
+/// About 20 MB of WebAssembly text: more functions than wasq compiles, so
+/// the background compile refuses it at once after the upload was read.
+fn big_text_module(salt: u32) -> String {
+    let mut wat = format!(";; upload {salt}\n(module (func (export \"_start\"))\n");
+    for i in 0..210_000 {
+        wat.push_str(&format!(
+            "(func (param i32) (result i32) local.get 0 i32.const {i} i32.add i32.const 7 i32.mul)\n"
+        ));
+    }
+    wat.push(')');
+    wat
+}
+
+/// The peak resident memory of process `pid`, bytes.
+fn peak_memory(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_large_uploads_keep_the_server_answering_and_memory_bounded() {
+    let service = std::sync::Arc::new(Service::start(&[], &[]));
+    let key = service.tenant("acme", &["--quota", "max_modules=10"]);
+    let uploads: Vec<_> = (0..4)
+        .map(|i| {
+            let service = service.clone();
+            let key = key.clone();
+            tokio::spawn(async move {
+                let body = big_text_module(i);
+                let (status, answer) = service
+                    .send(
+                        reqwest::Client::new()
+                            .put(format!("{}/v1/modules/big{i}", service.url))
+                            .body(body),
+                        &key,
+                    )
+                    .await;
+                (status, answer, std::time::Instant::now())
+            })
+        })
+        .collect();
+    // Health checks while the uploads are read and checked.
+    let http = reqwest::Client::new();
+    let mut answered = Vec::new();
+    while !uploads.iter().all(|u| u.is_finished()) {
+        let response = http
+            .get(format!("{}/v1/health", service.url))
+            .send()
+            .await
+            .expect("health answers");
+        assert_eq!(response.status(), 200);
+        answered.push(std::time::Instant::now());
+        if answered.len() > 10_000 {
+            break;
+        }
+    }
+    let mut last_upload = None;
+    for upload in uploads {
+        let (status, answer, at) = upload.await.expect("the upload task");
+        assert_eq!(status, 201, "{answer}");
+        last_upload = last_upload.max(Some(at));
+    }
+    let last_upload = last_upload.expect("uploads");
+    let during = answered.iter().filter(|at| **at < last_upload).count();
+    assert!(
+        during >= 3,
+        "the server answered health only {during} times while uploads were checked"
+    );
+    let peak = peak_memory(service.pid());
+    assert!(
+        peak < 1 << 30,
+        "the server peaked at {} MiB for four 20 MB uploads",
+        peak >> 20
+    );
+    eprintln!(
+        "health answered {during} times during the uploads; server peak {} MiB",
+        peak >> 20
+    );
+}

@@ -258,9 +258,11 @@ impl ArtifactDir {
         self.dir.join(format!("{digest}-{}.{kind}", self.tag))
     }
 
-    /// Where the refusal of `digest` under these engine settings is kept.
-    pub(crate) fn refused_path(&self, digest: &Digest) -> PathBuf {
-        self.path(digest, "refused")
+    /// Where the refusal of `digest` under these engine settings and the
+    /// compile limits hashed in `limits` is kept (other limits try again).
+    pub(crate) fn refused_path(&self, digest: &Digest, limits: u64) -> PathBuf {
+        self.dir
+            .join(format!("{digest}-{}-{limits:016x}.refused", self.tag))
     }
 
     /// Loads the module artifact of `digest`, if one is there and still loads.

@@ -164,27 +164,38 @@ fn check_nesting(
     let mut reader = body
         .get_operators_reader()
         .map_err(|e| SandboxError::InvalidModule(format!("malformed function {index}: {e}")))?;
-    let mut depth = 0u32;
+    // Blocks and ifs nest deep in real code (a `switch` lowers to one block
+    // per case); loops nested deep are what make Cranelift's loop analysis
+    // blow up. So loops count against `max`, everything against ten times it.
+    let all_max = max.saturating_mul(10);
+    // Whether each open construct is a loop, innermost last.
+    let mut open: Vec<bool> = Vec::new();
+    let mut loops = 0u32;
     while !reader.eof() {
         let op = reader
             .read()
             .map_err(|e| SandboxError::InvalidModule(format!("malformed function {index}: {e}")))?;
-        match op {
+        let is_loop = match op {
+            Operator::Loop { .. } => true,
             Operator::Block { .. }
-            | Operator::Loop { .. }
             | Operator::If { .. }
             | Operator::Try { .. }
-            | Operator::TryTable { .. } => {
-                depth += 1;
-                if depth > max {
-                    return Err(SandboxError::InvalidModule(format!(
-                        "function {index} nests blocks and loops more than {max} deep, the most \
-                         wasq compiles (max_nesting)"
-                    )));
+            | Operator::TryTable { .. } => false,
+            Operator::End => {
+                if open.pop() == Some(true) {
+                    loops -= 1;
                 }
+                continue;
             }
-            Operator::End => depth = depth.saturating_sub(1),
-            _ => {}
+            _ => continue,
+        };
+        open.push(is_loop);
+        loops += u32::from(is_loop);
+        if loops > max || open.len() as u64 > u64::from(all_max) {
+            return Err(SandboxError::InvalidModule(format!(
+                "function {index} nests loops more than {max} deep (or blocks more than \
+                 {all_max}), the most wasq compiles (max_nesting)"
+            )));
         }
     }
     Ok(())
@@ -251,10 +262,16 @@ mod tests {
         assert!(refusal(&nested).contains("max_nesting"));
         let fine = format!(
             "(module (func (export \"_start\") {} {}))",
-            "(block ".repeat(50),
-            ")".repeat(50)
+            "(block ".repeat(400),
+            ")".repeat(400)
         );
         assert!(check(&fine).is_ok());
+        let blocks = format!(
+            "(module (func (export \"_start\") {} {}))",
+            "(block ".repeat(501),
+            ")".repeat(501)
+        );
+        assert!(refusal(&blocks).contains("max_nesting"));
         let many = format!(
             "(module (func (export \"_start\")) {})",
             "(func)".repeat(10)

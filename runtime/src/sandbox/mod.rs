@@ -228,7 +228,21 @@ impl Inner {
 
     /// Where the refusal of `digest` is recorded on disk, if anywhere.
     fn marker(&self, digest: &Digest) -> Option<std::path::PathBuf> {
-        self.artifacts.as_ref().map(|dir| dir.refused_path(digest))
+        use std::hash::{Hash as _, Hasher as _};
+        let config = &self.config;
+        let mut limits = std::hash::DefaultHasher::new();
+        (
+            config.compile_timeout,
+            config.compile_memory,
+            config.max_functions,
+            config.max_function_size,
+            config.max_nesting,
+        )
+            .hash(&mut limits);
+        let limits = limits.finish();
+        self.artifacts
+            .as_ref()
+            .map(|dir| dir.refused_path(digest, limits))
     }
 
     /// The module from its on-disk artifact, or its binary after the shape
