@@ -477,6 +477,12 @@ fn size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     }
 }
 
+/// A random secret of this process, for brokers no other process can reach.
+fn process_secret() -> &'static str {
+    static SECRET: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SECRET.get_or_init(crate::secret_file::random_secret)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -534,10 +540,4 @@ mod tests {
         let err = Config::load(None, env(&[("WASQ_SCRATCH_DEPTH", "100000")])).unwrap_err();
         assert!(err.to_string().contains("scratch_depth"), "{err}");
     }
-}
-
-/// A random secret of this process, for brokers no other process can reach.
-fn process_secret() -> &'static str {
-    static SECRET: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    SECRET.get_or_init(crate::secret_file::random_secret)
 }

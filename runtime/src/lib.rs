@@ -58,13 +58,13 @@ mod client;
 pub mod cluster;
 pub mod config;
 mod digest;
-mod secret_file;
 pub mod metrics;
 pub mod package;
 pub mod report;
 pub mod sandbox;
 pub mod schedule;
 mod scratch;
+mod secret_file;
 #[cfg(feature = "serve")]
 pub mod serve;
 pub mod store;

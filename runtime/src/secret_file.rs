@@ -4,7 +4,9 @@
 //! make — a link, or one others can read or write — is refused.
 
 use std::io::{self, Write as _};
-use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::{
+    DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _,
+};
 use std::path::Path;
 
 /// A fresh secret: 32 random bytes, hex.
@@ -26,7 +28,11 @@ pub(crate) fn read_or_create(path: &Path) -> io::Result<String> {
     }
     // Written whole under a private name, then linked into place: the link
     // fails if another process got there first, and then its secret wins.
-    let tmp = path.with_extension(format!("tmp-{}-{}", std::process::id(), &random_secret()[..8]));
+    let tmp = path.with_extension(format!(
+        "tmp-{}-{}",
+        std::process::id(),
+        &random_secret()[..8]
+    ));
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -40,8 +46,9 @@ pub(crate) fn read_or_create(path: &Path) -> io::Result<String> {
     let _ = std::fs::remove_file(&tmp);
     match written {
         Ok(()) => Ok(secret),
-        Err(error) if error.kind() == io::ErrorKind::AlreadyExists => read(path)?
-            .ok_or_else(|| io::Error::other("the secret file is empty")),
+        Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
+            read(path)?.ok_or_else(|| io::Error::other("the secret file is empty"))
+        }
         Err(error) => Err(error),
     }
 }
@@ -68,7 +75,9 @@ fn read(path: &Path) -> io::Result<Option<String>> {
     let text = std::fs::read_to_string(path)?;
     let secret = text.trim();
     if secret.len() < 32 {
-        return Err(io::Error::other("it holds no secret of at least 32 characters"));
+        return Err(io::Error::other(
+            "it holds no secret of at least 32 characters",
+        ));
     }
     Ok(Some(secret.to_owned()))
 }
@@ -83,9 +92,15 @@ mod tests {
         let path = dir.path().join("sub/secret");
         let first = read_or_create(&path).expect("made");
         assert_eq!(first.len(), 64);
-        let mode = std::fs::metadata(&path).expect("exists").permissions().mode();
+        let mode = std::fs::metadata(&path)
+            .expect("exists")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
-        let dir_mode = std::fs::metadata(dir.path().join("sub")).expect("exists").permissions().mode();
+        let dir_mode = std::fs::metadata(dir.path().join("sub"))
+            .expect("exists")
+            .permissions()
+            .mode();
         assert_eq!(dir_mode & 0o777, 0o700);
         assert_eq!(read_or_create(&path).expect("read"), first);
     }

@@ -116,7 +116,11 @@ async fn packages_claiming_what_their_tenant_does_not_own_are_refused_and_record
         .enqueue(&victim, json!({"module": "granted", "task": "env"}))
         .await;
     let result = service.result(&victim, &id).await;
-    assert_eq!(result["value"], json!({"VICTIM_TOKEN": "s3cr3t"}), "{result}");
+    assert_eq!(
+        result["value"],
+        json!({"VICTIM_TOKEN": "s3cr3t"}),
+        "{result}"
+    );
 
     let store = block(wasq::store::Store::connect(&database(&service)));
     let rejected = eventually(Duration::from_secs(30), "five refusals", || {
@@ -134,10 +138,24 @@ async fn packages_claiming_what_their_tenant_does_not_own_are_refused_and_record
         );
     }
     let reasons: Vec<&str> = rejected.iter().map(|r| r.reason.as_str()).collect();
-    assert!(reasons.iter().any(|r| r.contains("has no module with digest")), "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.contains("mallory's queue")), "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.contains("untenanted package")), "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.contains("namespace")), "{reasons:?}");
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("has no module with digest")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("mallory's queue")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("untenanted package")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("namespace")),
+        "{reasons:?}"
+    );
     // Nothing forged is left waiting either.
     for queue in [&victim_queue, &mallory_queue] {
         assert_eq!(block(broker.queue_size(queue)), 0, "{queue}");
@@ -168,5 +186,8 @@ fn a_server_broker_without_a_secret_is_refused_in_one_line() {
     assert!(first.trim().len() >= 64, "{first}");
     let run = wasq_env(dir.path(), &["queue", "size"], &[]);
     assert_eq!(run.code, 0, "{run:?}");
-    assert_eq!(std::fs::read_to_string(&secret).expect("still there"), first);
+    assert_eq!(
+        std::fs::read_to_string(&secret).expect("still there"),
+        first
+    );
 }

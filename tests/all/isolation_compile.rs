@@ -52,7 +52,10 @@ fn nested_loops(depth: usize, functions: usize) -> String {
 /// A compile bomb within the default shape limits (nesting 500).
 fn bomb(salt: u32) -> String {
     // A comment changes the digest, not the code.
-    format!(";; bomb {salt}\n{}", nested_loops(BOMB_DEPTH, BOMB_FUNCTIONS))
+    format!(
+        ";; bomb {salt}\n{}",
+        nested_loops(BOMB_DEPTH, BOMB_FUNCTIONS)
+    )
 }
 
 const BOMB_DEPTH: usize = 400;
@@ -79,7 +82,10 @@ fn an_import_wasq_does_not_provide_is_refused_before_compiling_naming_it() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let module = write(dir.path(), "foreign.wat", &foreign_import_module(20_000));
     let cache = dir.path().join("cache");
-    let run = wasq(&cache).args(["run", &module, "noop"]).output().expect("runs");
+    let run = wasq(&cache)
+        .args(["run", &module, "noop"])
+        .output()
+        .expect("runs");
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert_eq!(run.status.code(), Some(8), "{stderr}");
     assert!(stderr.contains("`env::host_call`"), "{stderr}");
@@ -93,7 +99,10 @@ fn shapes_that_blow_up_the_compiler_are_refused_before_compiling() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let deep = write(dir.path(), "deep.wat", &nested_loops(4000, 1));
     let cache = dir.path().join("cache");
-    let run = wasq(&cache).args(["run", &deep, "noop"]).output().expect("runs");
+    let run = wasq(&cache)
+        .args(["run", &deep, "noop"])
+        .output()
+        .expect("runs");
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert_eq!(run.status.code(), Some(8), "{stderr}");
     assert!(stderr.contains("max_nesting"), "{stderr}");
@@ -140,15 +149,15 @@ fn compile_workers_of(pid: u32) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compile_bombs_are_refused_at_the_cap_and_never_hold_up_compiled_modules() {
-    let service = Service::start(
-        &["--workers", "2"],
-        &[("WASQ_COMPILE_TIMEOUT", "\"3s\"")],
-    );
+    let service = Service::start(&["--workers", "2"], &[("WASQ_COMPILE_TIMEOUT", "\"3s\"")]);
     let key = service.tenant("acme", &[]);
     assert_eq!(service.upload(&key, "basics", "basics").await.0, 201);
     // The ordinary module compiled: tasks of it run from the cache.
     let first = service
-        .enqueue(&key, json!({"module": "basics", "task": "add", "args": [1, 2]}))
+        .enqueue(
+            &key,
+            json!({"module": "basics", "task": "add", "args": [1, 2]}),
+        )
         .await;
     assert_eq!(service.result(&key, &first).await["value"], 3);
 
@@ -178,7 +187,10 @@ async fn compile_bombs_are_refused_at_the_cap_and_never_hold_up_compiled_modules
     for i in 0..40 {
         ordinary.push(
             service
-                .enqueue(&key, json!({"module": "basics", "task": "add", "args": [i, 1]}))
+                .enqueue(
+                    &key,
+                    json!({"module": "basics", "task": "add", "args": [i, 1]}),
+                )
                 .await,
         );
     }
@@ -226,7 +238,11 @@ async fn compile_bombs_are_refused_at_the_cap_and_never_hold_up_compiled_modules
         let reason = module["compile"]["reason"].as_str().unwrap_or_default();
         assert!(reason.contains("took longer than"), "{module}");
     }
-    assert_eq!(compile_workers_of(service.pid()), 0, "a compile worker outlived its cap");
+    assert_eq!(
+        compile_workers_of(service.pid()),
+        0,
+        "a compile worker outlived its cap"
+    );
 
     // A new task of a refused bomb is refused at once, without compiling.
     let again = service
@@ -235,7 +251,9 @@ async fn compile_bombs_are_refused_at_the_cap_and_never_hold_up_compiled_modules
     let result = service.result(&key, &again).await;
     assert_eq!(result["outcome"], "invalid_module", "{result}");
     assert!(
-        result["error"].as_str().is_some_and(|e| e.contains("refused before")),
+        result["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("refused before")),
         "{result}"
     );
     let (_, basics) = service.get(&key, "/v1/modules/basics").await;

@@ -702,9 +702,24 @@ async fn escape_wasm_reaches_nothing_without_grants_and_only_its_scratch_dir_wit
 
     // Nothing was written outside, and every scratch directory is gone.
     assert!(!Path::new(&outside).exists());
-    let left: Vec<_> = std::fs::read_dir(scratch_root.path().join("wasq-scratch"))
-        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
-        .unwrap_or_default();
+    // The cluster's private root (`wasq-scratch-<random>`) holds only its
+    // lock file once the tasks ended.
+    let roots: Vec<_> = std::fs::read_dir(scratch_root.path())
+        .expect("the scratch root")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("wasq-scratch-"))
+        })
+        .collect();
+    assert_eq!(roots.len(), 1, "{roots:?}");
+    let left: Vec<_> = std::fs::read_dir(&roots[0])
+        .expect("the cluster's root")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.file_name().is_some_and(|n| n != ".lock"))
+        .collect();
     assert!(left.is_empty(), "scratch directories left: {left:?}");
 }
 

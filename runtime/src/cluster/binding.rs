@@ -72,7 +72,11 @@ impl Ownership {
 
 /// Checks that `record`, taken from broker queue `queue`, may run as the
 /// tenant it names.
-pub(crate) async fn verify(shared: &Shared, queue: &str, record: &TaskRecord) -> Result<(), Unbound> {
+pub(crate) async fn verify(
+    shared: &Shared,
+    queue: &str,
+    record: &TaskRecord,
+) -> Result<(), Unbound> {
     let from = queue_tenant(queue);
     let Some(tenant) = record.tenant.as_deref() else {
         return match from {
@@ -103,7 +107,11 @@ pub(crate) async fn verify(shared: &Shared, queue: &str, record: &TaskRecord) ->
             record.id
         )));
     }
-    if !shared.ownership.owns(shared, tenant, &record.module).await? {
+    if !shared
+        .ownership
+        .owns(shared, tenant, &record.module)
+        .await?
+    {
         return Err(Unbound::Refused(format!(
             "task {}: tenant {tenant} has no module with digest {} (the package names `{}`)",
             record.id, record.module, record.module_name

@@ -355,7 +355,9 @@ pub(crate) async fn run(
                 // Not started after all: its turn and its reservation back.
                 lanes.ended(&started.key);
                 if started.key != UNTENANTED {
-                    shared.tenants.finished(&started.key, started.limits.fuel, 0);
+                    shared
+                        .tenants
+                        .finished(&started.key, started.limits.fuel, 0);
                 }
                 compiling.wait(&shared, started);
             }

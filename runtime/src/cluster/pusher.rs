@@ -12,8 +12,8 @@ use tokio::sync::mpsc;
 use wasq_brokers::Delivery;
 
 use super::Shared;
-use super::jobs::{Completion, Job};
 use super::binding::Unbound;
+use super::jobs::{Completion, Job};
 use crate::store::{Rejected, now_ms};
 
 /// The longest pause between attempts to reach a broker that is down.

@@ -239,7 +239,8 @@ mod tests {
 
     #[test]
     fn foreign_imports_are_named() {
-        let message = refusal(r#"(module (import "env" "host_call" (func)) (func (export "_start")))"#);
+        let message =
+            refusal(r#"(module (import "env" "host_call" (func)) (func (export "_start")))"#);
         assert!(message.contains("`env::host_call`"), "{message}");
         let message = refusal(
             r#"(module (import "wasi_snapshot_preview1" "fd_write" (memory 1)) (func (export "_start")))"#,
@@ -288,9 +289,8 @@ mod tests {
 
     #[test]
     fn components_must_import_only_wasi() {
-        let message = refusal(
-            r#"(component (import "evil:host/api" (instance)) (export "run" (func 0)))"#,
-        );
+        let message =
+            refusal(r#"(component (import "evil:host/api" (instance)) (export "run" (func 0)))"#);
         assert!(message.contains("evil:host/api"), "{message}");
     }
 }

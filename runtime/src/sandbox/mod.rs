@@ -193,16 +193,24 @@ impl Sandbox {
             Prepared::Compile { binary, kind } => (binary, kind),
         };
         let timeout = self.inner.config.compile_timeout;
-        let permit =
-            match tokio::time::timeout(timeout, self.inner.compiles.clone().acquire_owned()).await
-            {
-                Err(_) => return Err(SandboxError::CompileBusy(timeout)),
-                Ok(Err(_)) => return Err(SandboxError::Engine("the compile pool is closed".into())),
-                Ok(Ok(permit)) => permit,
-            };
-        let compiled =
-            compile::compile(&self.inner.engine, &self.inner.compile_settings(), binary, kind, permit)
-                .await?;
+        let permit = match tokio::time::timeout(
+            timeout,
+            self.inner.compiles.clone().acquire_owned(),
+        )
+        .await
+        {
+            Err(_) => return Err(SandboxError::CompileBusy(timeout)),
+            Ok(Err(_)) => return Err(SandboxError::Engine("the compile pool is closed".into())),
+            Ok(Ok(permit)) => permit,
+        };
+        let compiled = compile::compile(
+            &self.inner.engine,
+            &self.inner.compile_settings(),
+            binary,
+            kind,
+            permit,
+        )
+        .await?;
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || inner.link(digest, size, compiled, true))
             .await
@@ -253,7 +261,8 @@ impl Inner {
                 dir.load_component(&self.engine, &digest)
                     .map(compile::Compiled::Component)
             } else {
-                dir.load(&self.engine, &digest).map(compile::Compiled::Module)
+                dir.load(&self.engine, &digest)
+                    .map(compile::Compiled::Module)
             };
             if let Some(compiled) = found {
                 return self

@@ -106,10 +106,6 @@ mod tests {
             refusals.remember(d, &SandboxError::InvalidModule("x".into()), None);
         }
         assert!(refusals.lock().reasons.len() <= REMEMBERED);
-        assert!(
-            refusals
-                .get(&Digest::of(b"m0"), None)
-                .is_none()
-        );
+        assert!(refusals.get(&Digest::of(b"m0"), None).is_none());
     }
 }

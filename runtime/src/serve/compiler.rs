@@ -59,7 +59,9 @@ impl Compiler {
     }
 
     fn compiling(&self) -> MutexGuard<'_, HashSet<Digest>> {
-        self.compiling.lock().unwrap_or_else(PoisonError::into_inner)
+        self.compiling
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Waits for an upload's turn (at most [`TURN_WAIT`]).

@@ -151,7 +151,10 @@ pub async fn upload(
             format!("{name} {} ({} bytes)", module.digest, module.size),
         )
         .await?;
-    Ok((StatusCode::CREATED, axum::Json(ModuleView::of(&state, module))))
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(ModuleView::of(&state, module)),
+    ))
 }
 
 /// The caller's tenant, if it may upload module `name` (a good name, and

@@ -114,10 +114,7 @@ pub(crate) async fn module(args: ModuleArgs) -> Result<ExitCode, CliError> {
 /// the clusters' compiles are (`compile_timeout`, `compile_memory`), and
 /// leaves the artifact where the clusters look: a module that would be
 /// refused at its first task is refused now, and stored not at all.
-async fn compile_before_upload(
-    config: &wasq::Config,
-    bytes: &[u8],
-) -> Result<Duration, CliError> {
+async fn compile_before_upload(config: &wasq::Config, bytes: &[u8]) -> Result<Duration, CliError> {
     let sandbox = wasq::Sandbox::new(crate::settings::isolated(wasq::SandboxConfig {
         slots: 1,
         ..config.sandbox_config()
@@ -169,7 +166,9 @@ async fn remote_module(
                     wasq::OutcomeKind::InvalidModule.exit_code(),
                     anyhow::anyhow!(
                         "{name} was stored but will not run: {}",
-                        compile["reason"].as_str().unwrap_or("refused by the compiler")
+                        compile["reason"]
+                            .as_str()
+                            .unwrap_or("refused by the compiler")
                     ),
                 ));
             }
