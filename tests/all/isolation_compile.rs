@@ -287,7 +287,7 @@ fn peak_memory(pid: u32) -> u64 {
 async fn concurrent_large_uploads_keep_the_server_answering_and_memory_bounded() {
     let service = std::sync::Arc::new(Service::start(&[], &[]));
     let key = service.tenant("acme", &["--quota", "max_modules=10"]);
-    let uploads: Vec<_> = (0..4)
+    let uploads: Vec<_> = (0..6)
         .map(|i| {
             let service = service.clone();
             let key = key.clone();
@@ -333,9 +333,10 @@ async fn concurrent_large_uploads_keep_the_server_answering_and_memory_bounded()
         "the server answered health only {during} times while uploads were checked"
     );
     let peak = peak_memory(service.pid());
+    // Unbounded, six parses at once of 20 MB of text would take over 2 GiB.
     assert!(
-        peak < 1 << 30,
-        "the server peaked at {} MiB for four 20 MB uploads",
+        peak < 5 << 28,
+        "the server peaked at {} MiB for six 20 MB uploads",
         peak >> 20
     );
     eprintln!(

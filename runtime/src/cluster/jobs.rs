@@ -154,10 +154,8 @@ enum ModuleError {
 
 async fn module_for(shared: &Shared, digest: &crate::Digest) -> Result<TaskModule, ModuleError> {
     if let Some(module) = shared.sandbox.cached(digest) {
-        crate::metrics::count("wasq_compile_cache_hits_total", &[], 1);
         return Ok(module);
     }
-    crate::metrics::count("wasq_compile_cache_misses_total", &[], 1);
     let bytes = shared
         .store
         .module_bytes(digest)
@@ -456,12 +454,20 @@ fn start(
     done: &mpsc::UnboundedSender<Completion>,
 ) -> Option<Started> {
     let digest = &started.job.record.module;
+    let loaded = compiling.loaded.remove(&started.job.record.id);
+    let cached = shared.sandbox.cached(digest).is_some();
+    // Each task counts once: as a hit, or as a miss when it first comes.
+    if !loaded {
+        let counter = if cached {
+            "wasq_compile_cache_hits_total"
+        } else {
+            "wasq_compile_cache_misses_total"
+        };
+        crate::metrics::count(counter, &[], 1);
+    }
     // A module refused before fails its task at once, on a worker; a job
     // whose module was just loaded (or failed to load) goes on to one too.
-    if shared.sandbox.cached(digest).is_some()
-        || compiling.loaded.remove(&started.job.record.id)
-        || compiling.refused(shared, digest)
-    {
+    if cached || loaded || compiling.refused(shared, digest) {
         spawn(shared, running, started, done);
         return None;
     }

@@ -84,7 +84,8 @@ pub(crate) async fn run(
                     reject(&shared, &taken.0, delivery, reason).await
                 }
                 (Ok(_), Err(Unbound::Unknown(error))) => {
-                    tracing::warn!(%error, "cannot check a package's tenant; handing it back");
+                    // The store's outage is warned of once by the tenant gate.
+                    tracing::debug!(%error, "cannot check a package's tenant; handing it back");
                     super::jobs::hand_back(&shared, &taken).await;
                 }
                 (Ok(record), Ok(())) => {

@@ -1,9 +1,10 @@
 //! Uploads off the request threads. A module upload is read, checked and
 //! compiled here, never on the threads that answer requests:
 //!
-//! - at most [`UPLOADS_AT_ONCE`] uploads are read and checked at a time
-//!   (so memory holds at most that many bodies); the others wait for a
-//!   turn, and after [`TURN_WAIT`] are answered 503;
+//! - at most [`UPLOADS_AT_ONCE`] uploads are read and checked at a time,
+//!   and as many compiled in the background (so memory holds at most that
+//!   many bodies and parses); the others wait for a turn, uploads after
+//!   [`TURN_WAIT`] are answered 503;
 //! - the check (WebAssembly text to binary, validation) runs on a
 //!   blocking thread;
 //! - after the module is stored, it compiles in the background in the
@@ -23,10 +24,11 @@ use utoipa::ToSchema;
 use super::error::ApiError;
 use crate::{Digest, Sandbox};
 
-/// Uploads read and checked at once.
-pub const UPLOADS_AT_ONCE: usize = 2;
+/// Uploads read and checked at once, and uploads compiled at once in the
+/// background: a 20 MB text module takes some 400 MB to parse.
+pub const UPLOADS_AT_ONCE: usize = 1;
 /// How long an upload waits for its turn before it is answered 503.
-pub const TURN_WAIT: Duration = Duration::from_secs(30);
+pub const TURN_WAIT: Duration = Duration::from_secs(60);
 
 /// Where a module's compile stands.
 #[derive(Debug, Clone, Serialize, ToSchema, PartialEq, Eq)]
@@ -44,6 +46,7 @@ pub struct CompileView {
 pub struct Compiler {
     sandbox: Option<Sandbox>,
     turns: Arc<Semaphore>,
+    compile_turns: Arc<Semaphore>,
     compiling: Arc<Mutex<HashSet<Digest>>>,
 }
 
@@ -54,6 +57,7 @@ impl Compiler {
         Self {
             sandbox,
             turns: Arc::new(Semaphore::new(UPLOADS_AT_ONCE)),
+            compile_turns: Arc::new(Semaphore::new(UPLOADS_AT_ONCE)),
             compiling: Arc::default(),
         }
     }
@@ -69,7 +73,7 @@ impl Compiler {
         match tokio::time::timeout(TURN_WAIT, self.turns.clone().acquire_owned()).await {
             Ok(Ok(permit)) => Ok(permit),
             _ => Err(ApiError::unavailable(format!(
-                "{UPLOADS_AT_ONCE} uploads are being checked and none finished within {TURN_WAIT:?}: retry later"
+                "other uploads are being checked ({UPLOADS_AT_ONCE} at a time) and none finished within {TURN_WAIT:?}: retry later"
             ))),
         }
     }
@@ -91,7 +95,10 @@ impl Compiler {
             return;
         }
         let compiling = self.compiling.clone();
+        let turns = self.compile_turns.clone();
         tokio::spawn(async move {
+            // One upload's compile at a time (the semaphore is never closed).
+            let _turn = turns.acquire_owned().await.ok();
             match sandbox.load(&bytes).await {
                 Ok(_) => tracing::debug!(%digest, "uploaded module compiled"),
                 Err(error) => tracing::info!(%digest, %error, "uploaded module refused"),

@@ -396,16 +396,17 @@ impl Store {
         tenant: &str,
         digest: &Digest,
     ) -> Result<bool, StoreError> {
-        let found: Option<i64> = with_pool!(self, pool => {
+        // COUNT(*) is a BIGINT on both databases (a bare 1 is INT4 on PostgreSQL).
+        let found: i64 = with_pool!(self, pool => {
             sqlx::query_scalar(
-                "SELECT 1 FROM wasq_tenant_digests WHERE tenant = $1 AND digest = $2",
+                "SELECT COUNT(*) FROM wasq_tenant_digests WHERE tenant = $1 AND digest = $2",
             )
             .bind(tenant)
             .bind(digest.to_string())
-            .fetch_optional(pool)
+            .fetch_one(pool)
             .await?
         });
-        Ok(found.is_some())
+        Ok(found > 0)
     }
 
     /// A tenant's module by name, or by digest (full, `sha256:` or not).

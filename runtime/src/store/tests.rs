@@ -326,6 +326,19 @@ async fn tenants_keys_modules_usage_and_audit(store: Store) {
         .unwrap();
     let found = store.tenant_module("acme", "m").await.unwrap().unwrap();
     assert!(found.grants.scratch);
+    // Ownership of the digest: the uploader's, nobody else's.
+    assert!(
+        store
+            .tenant_owns_digest("acme", &found.digest)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .tenant_owns_digest("other", &found.digest)
+            .await
+            .unwrap()
+    );
     let by_digest = format!("sha256:{}", found.digest);
     assert!(
         store
