@@ -57,7 +57,7 @@ impl TaskModule {
     /// Bytes this module holds in memory, estimated: its compiled image
     /// (code, data, metadata) plus its wasm size again for the rest of
     /// wasmtime's bookkeeping (types, linked imports), and never less than
-    /// [`FOOTPRINT_FACTOR`] times its wasm size.
+    /// `FOOTPRINT_FACTOR` times its wasm size.
     pub fn footprint(&self) -> usize {
         self.inner.footprint
     }
