@@ -59,7 +59,7 @@ fn bomb(salt: u32) -> String {
 }
 
 const BOMB_DEPTH: usize = 400;
-const BOMB_FUNCTIONS: usize = 40;
+const BOMB_FUNCTIONS: usize = 150;
 
 fn write(dir: &Path, name: &str, text: &str) -> String {
     let path = dir.join(name);
