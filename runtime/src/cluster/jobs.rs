@@ -467,7 +467,7 @@ fn start(
     }
     // A module refused before fails its task at once, on a worker; a job
     // whose module was just loaded (or failed to load) goes on to one too.
-    if cached || loaded || compiling.refused(shared, digest) {
+    if cached || loaded || shared.sandbox.refusal(digest).is_some() {
         spawn(shared, running, started, done);
         return None;
     }
@@ -475,11 +475,6 @@ fn start(
 }
 
 impl Compiling {
-    /// Whether the module was refused (its task then fails at once).
-    fn refused(&self, shared: &Shared, digest: &crate::Digest) -> bool {
-        shared.sandbox.refusal(digest).is_some()
-    }
-
     /// Loads a job's module off the workers; the job comes back from
     /// `tasks` by its slot.
     fn wait(&mut self, shared: &Arc<Shared>, started: Started) {

@@ -220,11 +220,12 @@ pub(super) fn refused_run(
     }
 }
 
-/// Inserts one result inside transaction `$tx` (kept if the task has none).
+/// Inserts one result inside transaction `$tx` (kept if the task has
+/// none); evaluates to the query's result (one row affected: it was new).
 macro_rules! insert_result {
     ($tx:ident, $r:expr) => {{
-        let r: &super::TaskResult = $r;
-        sqlx::query(super::backend::INSERT_RESULT)
+        let r: &$crate::store::TaskResult = $r;
+        sqlx::query($crate::store::backend::INSERT_RESULT)
             .bind(&r.id)
             .bind(r.module.to_string())
             .bind(&r.module_name)
@@ -249,7 +250,7 @@ macro_rules! insert_result {
             .bind(r.attempt_log_json())
             .bind(&r.record)
             .execute(&mut *$tx)
-            .await?;
+            .await?
     }};
 }
 pub(super) use insert_result;

@@ -391,32 +391,7 @@ impl Store {
                         saved.push(true);
                         continue;
                     }
-                    let done = sqlx::query(backend::INSERT_RESULT)
-                        .bind(&r.id)
-                        .bind(r.module.to_string())
-                        .bind(&r.module_name)
-                        .bind(&r.task)
-                        .bind(&r.input)
-                        .bind(&r.queue)
-                        .bind(&r.group)
-                        .bind(&r.outcome)
-                        .bind(i64::from(r.success))
-                        .bind(&r.result)
-                        .bind(&r.stderr)
-                        .bind(&r.error)
-                        .bind(r.fuel.map(|f| f as i64))
-                        .bind(r.cpu_us as i64)
-                        .bind(r.wall_us as i64)
-                        .bind(r.memory_peak as i64)
-                        .bind(i64::from(r.attempts))
-                        .bind(r.enqueued_at_ms)
-                        .bind(r.started_at_ms)
-                        .bind(r.stopped_at_ms)
-                        .bind(&r.cluster)
-                        .bind(r.attempt_log_json())
-                        .bind(&r.record)
-                        .execute(&mut *tx)
-                        .await?;
+                    let done = backlog::insert_result!(tx, r);
                     saved.push(done.rows_affected() == 1);
                 }
                 let saved_ids: HashSet<&str> = results
