@@ -232,6 +232,34 @@ CREATE INDEX wasq_tenant_pending_tenant ON wasq_tenant_pending (tenant);
 CREATE INDEX wasq_tenant_pending_queue ON wasq_tenant_pending (queue);
 "#,
     ),
+    (
+        10,
+        r#"
+CREATE TABLE wasq_runs (
+    task_id    TEXT NOT NULL,
+    attempt    BIGINT NOT NULL,
+    runs       BIGINT NOT NULL,
+    started_at BIGINT NOT NULL,
+    PRIMARY KEY (task_id, attempt)
+);
+CREATE TABLE wasq_dead_letters (
+    digest    TEXT PRIMARY KEY,
+    queue     TEXT NOT NULL,
+    broker_id TEXT NOT NULL,
+    task_id   TEXT,
+    verified  BIGINT NOT NULL,
+    reason    TEXT NOT NULL,
+    cluster   TEXT NOT NULL,
+    refusers  TEXT NOT NULL,
+    refusals  BIGINT NOT NULL,
+    first_at  BIGINT NOT NULL,
+    last_at   BIGINT NOT NULL,
+    dead_at   BIGINT,
+    size      BIGINT NOT NULL,
+    package   BLOB
+);
+"#,
+    ),
 ];
 
 /// PostgreSQL: `(version, SQL)` pairs, oldest first, matching [`SQLITE`].
@@ -458,6 +486,34 @@ CREATE TABLE wasq_tenant_pending (
 );
 CREATE INDEX wasq_tenant_pending_tenant ON wasq_tenant_pending (tenant);
 CREATE INDEX wasq_tenant_pending_queue ON wasq_tenant_pending (queue);
+"#,
+    ),
+    (
+        10,
+        r#"
+CREATE TABLE wasq_runs (
+    task_id    TEXT NOT NULL,
+    attempt    BIGINT NOT NULL,
+    runs       BIGINT NOT NULL,
+    started_at BIGINT NOT NULL,
+    PRIMARY KEY (task_id, attempt)
+);
+CREATE TABLE wasq_dead_letters (
+    digest    TEXT PRIMARY KEY,
+    queue     TEXT NOT NULL,
+    broker_id TEXT NOT NULL,
+    task_id   TEXT,
+    verified  BIGINT NOT NULL,
+    reason    TEXT NOT NULL,
+    cluster   TEXT NOT NULL,
+    refusers  TEXT NOT NULL,
+    refusals  BIGINT NOT NULL,
+    first_at  BIGINT NOT NULL,
+    last_at   BIGINT NOT NULL,
+    dead_at   BIGINT,
+    size      BIGINT NOT NULL,
+    package   BYTEA
+);
 "#,
     ),
 ];
