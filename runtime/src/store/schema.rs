@@ -260,6 +260,18 @@ CREATE TABLE wasq_dead_letters (
 );
 "#,
     ),
+    (
+        11,
+        r#"
+CREATE TABLE wasq_pruned (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    task_id    TEXT NOT NULL UNIQUE,
+    outcome    TEXT NOT NULL,
+    stopped_at BIGINT NOT NULL,
+    pruned_at  BIGINT NOT NULL
+);
+"#,
+    ),
 ];
 
 /// PostgreSQL: `(version, SQL)` pairs, oldest first, matching [`SQLITE`].
@@ -513,6 +525,18 @@ CREATE TABLE wasq_dead_letters (
     dead_at   BIGINT,
     size      BIGINT NOT NULL,
     package   BYTEA
+);
+"#,
+    ),
+    (
+        11,
+        r#"
+CREATE TABLE wasq_pruned (
+    seq        BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    task_id    TEXT NOT NULL UNIQUE,
+    outcome    TEXT NOT NULL,
+    stopped_at BIGINT NOT NULL,
+    pruned_at  BIGINT NOT NULL
 );
 "#,
     ),
