@@ -30,6 +30,11 @@
 //!   hostile `next` values stay on-site, failed logins get 429 per client
 //!   and per key, one key's logins end only its own sessions, `Secure`
 //!   cookies, `--deny-grant` revokes from modules and their tasks.
+//! - `delivery_supervision`: a panicking part stops the cluster with its
+//!   reason, a stateless one is restarted; acknowledgements outlast a Redis
+//!   outage shorter than the lease; an outage logs once per part at start
+//!   and end; renewals racing acknowledgements are no lost leases; the stop
+//!   line counts what finished during the stop.
 //! - `monitor`: `wasq monitor` in tmux — a running task, redraws, `q`.
 //! - `reporting`: a failed task reaches a stand-in for Sentry; logs from
 //!   enqueue to result name the task.
@@ -54,6 +59,7 @@ mod broker_conformance;
 mod cluster;
 mod dashboard;
 mod dashboard_security;
+mod delivery_supervision;
 mod escape;
 mod guests;
 mod isolation_binding;

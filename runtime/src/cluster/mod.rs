@@ -3,8 +3,10 @@
 //! at a time), a **monitor** saves results in batches and then acknowledges
 //! them, a **lease keeper** renews the leases of held tasks so a long task
 //! is never handed to a second cluster, and a **heartbeat** reports to the
-//! store for `wasq info`. The [`Cluster`] handle is the sentinel: it stops
-//! them gracefully.
+//! store for `wasq info`. The [`Cluster`] handle is the sentinel: it
+//! watches them (see `supervise`: a stateless part that fails is
+//! restarted, a failure of one that holds tasks stops the cluster and says
+//! why) and stops them gracefully.
 //!
 //! Delivery is at-least-once; results are saved before the acknowledgement
 //! and the store keeps the first result of a task, so a task killed halfway
@@ -16,9 +18,13 @@ mod dispatch;
 mod jobs;
 mod lease;
 mod monitor;
+mod outage;
 mod pusher;
 mod scheduler;
+mod supervise;
 mod tenants;
+
+pub use supervise::{PartFailure, RESTARTS};
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,7 +32,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc, watch};
-use tokio::task::JoinHandle;
+use tokio::task::{AbortHandle, JoinHandle};
 use wasq_brokers::{AckId, SharedBroker};
 
 /// A delivery held by the cluster: the broker queue it came from and its
@@ -50,6 +56,14 @@ pub(crate) struct Shared {
     /// Deliveries held: taken from the broker, not yet acknowledged or
     /// handed back.
     held: Mutex<HashSet<Taken>>,
+    /// Held deliveries whose acknowledgement is under way: the broker may
+    /// already have let go of them, so a renewal that finds one gone is
+    /// no lost lease. Locked after `held` when both are.
+    acking: Mutex<HashSet<Taken>>,
+    /// What the parts know of the broker's and the store's outages.
+    pub(crate) outages: outage::Outages,
+    /// The stop signal, and the failure of a part that raised it.
+    sentinel: supervise::Sentinel,
     /// Woken when held tasks finish, so the pusher can take more.
     pub(crate) room: Notify,
     pub(crate) done: AtomicU64,
@@ -85,6 +99,11 @@ impl Shared {
     pub(crate) fn held(&self) -> MutexGuard<'_, HashSet<Taken>> {
         // Only set inserts and removes happen under this lock.
         self.held.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Held deliveries being acknowledged (lock `held` first when both).
+    pub(crate) fn acking(&self) -> MutexGuard<'_, HashSet<Taken>> {
+        self.acking.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Counts a task that begins to run, and when.
@@ -214,10 +233,25 @@ pub fn host_name() -> String {
 /// A running cluster.
 pub struct Cluster {
     id: String,
-    stop: watch::Sender<bool>,
+    /// The watchers of the parts.
     tasks: Vec<JoinHandle<()>>,
+    /// The dispatcher's watcher, and the dispatcher (aborted past the
+    /// grace period of a stop).
     jobs: JoinHandle<()>,
+    jobs_abort: AbortHandle,
     shared: Arc<Shared>,
+}
+
+/// How a cluster ended: what [`Cluster::stop`] answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stopped {
+    /// Tasks finished since start, those finished during the stop
+    /// included (as [`Cluster::done`] counts them).
+    pub done: u64,
+    /// Why the cluster stopped by itself, if one of its parts failed
+    /// (also when one failed during the stop).
+    pub failure: Option<PartFailure>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -244,7 +278,7 @@ impl Cluster {
         sandbox: Sandbox,
         reporters: Vec<Arc<dyn crate::report::ErrorReporter>>,
     ) -> Self {
-        let (stop_tx, stop_rx) = watch::channel(false);
+        let (sentinel, stop_rx) = supervise::Sentinel::new();
         let id = format!(
             "{}/{}/{}/{}",
             config.name,
@@ -276,6 +310,9 @@ impl Cluster {
             sandbox,
             codec,
             held: Mutex::default(),
+            acking: Mutex::default(),
+            outages: outage::Outages::default(),
+            sentinel,
             room: Notify::new(),
             done: AtomicU64::new(0),
             started: AtomicU64::new(0),
@@ -286,21 +323,44 @@ impl Cluster {
         let (job_tx, job_rx) = mpsc::unbounded_channel();
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let started_at = now_ms();
+        let watch = |part, running| supervise::watch(shared.clone(), part, running);
         let tasks = vec![
-            tokio::spawn(pusher::run(shared.clone(), job_tx, done_tx.clone())),
-            tokio::spawn(monitor::run(shared.clone(), done_rx)),
-            tokio::spawn(lease::run(shared.clone())),
-            tokio::spawn(heartbeat(shared.clone(), started_at)),
-            tokio::spawn(cancel::run(shared.clone())),
-            tokio::spawn(scheduler::run(shared.clone())),
-            tokio::spawn(tenants::run(shared.clone())),
+            // The parts that hold tasks: a failure stops the cluster.
+            watch(
+                "pusher",
+                tokio::spawn(pusher::run(shared.clone(), job_tx, done_tx.clone())),
+            ),
+            watch("monitor", tokio::spawn(monitor::run(shared.clone(), done_rx))),
+            // Stateless loops: restarted.
+            supervise::restarting(shared.clone(), "lease keeper", {
+                let shared = shared.clone();
+                move || lease::run(shared.clone())
+            }),
+            supervise::restarting(shared.clone(), "heartbeat", {
+                let shared = shared.clone();
+                move || heartbeat(shared.clone(), started_at)
+            }),
+            supervise::restarting(shared.clone(), "cancel watcher", {
+                let shared = shared.clone();
+                move || cancel::run(shared.clone())
+            }),
+            supervise::restarting(shared.clone(), "scheduler", {
+                let shared = shared.clone();
+                move || scheduler::run(shared.clone())
+            }),
+            supervise::restarting(shared.clone(), "tenant gate", {
+                let shared = shared.clone();
+                move || tenants::run(shared.clone())
+            }),
         ];
-        let jobs = tokio::spawn(jobs::run(shared.clone(), job_rx, done_tx));
+        let dispatcher = tokio::spawn(jobs::run(shared.clone(), job_rx, done_tx));
+        let jobs_abort = dispatcher.abort_handle();
+        let jobs = watch("dispatcher", dispatcher);
         Self {
             id,
-            stop: stop_tx,
             tasks,
             jobs,
+            jobs_abort,
             shared,
         }
     }
@@ -334,16 +394,33 @@ impl Cluster {
         self.shared.held().len()
     }
 
+    /// Resolves when one of the cluster's parts failed beyond repair (a
+    /// pusher, dispatcher or monitor that panicked or ended, or a stateless
+    /// part that failed more than [`RESTARTS`] times a minute). The cluster
+    /// is then already stopping by itself; call [`stop`](Self::stop) to
+    /// wait for the end and hear the final reason (the first panic wins
+    /// over parts that only ended because of it).
+    pub async fn wait_failure(&self) -> PartFailure {
+        self.shared.sentinel.wait_failure().await
+    }
+
+    /// Why the cluster is stopping by itself, if it is.
+    pub fn failure(&self) -> Option<PartFailure> {
+        self.shared.sentinel.failure()
+    }
+
     /// Graceful stop: stop taking tasks, hand back the ones not started,
     /// let running ones finish within `grace` (then hand them back too),
-    /// save and acknowledge what finished, and leave.
-    pub async fn stop(self, grace: Duration) {
-        let _ = self.stop.send(true);
+    /// save and acknowledge what finished, and leave. Answers the tasks
+    /// finished, those of the stop included, and the failure that stopped
+    /// the cluster if one did.
+    pub async fn stop(self, grace: Duration) -> Stopped {
+        self.shared.sentinel.stop();
         self.shared.room.notify_waiters();
         let mut jobs = self.jobs;
         if tokio::time::timeout(grace, &mut jobs).await.is_err() {
             tracing::warn!("tasks still running after the grace period; handing them back");
-            jobs.abort();
+            self.jobs_abort.abort();
             let _ = jobs.await;
             let shared = &self.shared;
             let left: Vec<Taken> = shared.held().drain().collect();
@@ -356,22 +433,35 @@ impl Cluster {
         for task in self.tasks {
             let _ = task.await;
         }
+        // What a failed part left held (a monitor that panicked with a
+        // batch, workers of a dispatcher that panicked) goes back at once.
+        let left: Vec<Taken> = self.shared.held().drain().collect();
+        for (queue, ack) in left {
+            if let Err(error) = self.shared.broker.release(&queue, &ack).await {
+                tracing::warn!(%error, "cannot hand a task back; its lease will expire");
+            }
+        }
         for reporter in &self.shared.reporters {
             reporter.flush();
         }
         let _ = self.shared.store.remove_cluster(&self.id).await;
+        Stopped {
+            done: self.shared.done.load(Ordering::Acquire),
+            failure: self.shared.sentinel.failure(),
+        }
     }
 }
 
 async fn heartbeat(shared: Arc<Shared>, started_at: i64) {
     let mut stop = shared.stop.clone();
     loop {
-        if let Err(error) = shared
+        match shared
             .store
             .heartbeat(&shared.status(started_at, "running"))
             .await
         {
-            tracing::warn!(%error, "cannot record the heartbeat");
+            Ok(()) => shared.outages.heartbeat.answered(),
+            Err(error) => shared.outages.heartbeat.failed(&error),
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}

@@ -66,7 +66,10 @@ async fn flush(shared: &Shared, batch: Vec<Completion>) {
             .complete(&results, &followups, config.save_limit)
             .await
         {
-            Ok(_) => break,
+            Ok(_) => {
+                shared.outages.save.answered();
+                break;
+            }
             Err(error) if shared.stopping() && delay > Duration::from_secs(2) => {
                 tracing::error!(%error, "cannot save results while stopping; their tasks will be redelivered");
                 let mut held = shared.held();
@@ -76,7 +79,7 @@ async fn flush(shared: &Shared, batch: Vec<Completion>) {
                 return;
             }
             Err(error) => {
-                tracing::warn!(%error, "cannot save results; retrying in {delay:?}");
+                shared.outages.save.failed(&error);
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
@@ -95,13 +98,42 @@ async fn flush(shared: &Shared, batch: Vec<Completion>) {
         }
     }
     // The results are safe; an acknowledgement that cannot be made is
-    // retried while the leases last (a broker restarting), and after that
-    // the tasks are redelivered and run again, their first results kept.
+    // retried until the leases really end (a broker restarting), and after
+    // that the tasks are redelivered and run again, their first results
+    // kept. The tasks stay held meanwhile, so the lease keeper renews their
+    // leases whenever the broker answers; marked as being acknowledged, so
+    // a renewal that finds one already gone is no lost lease.
+    shared.acking().extend(acks.iter().cloned());
+    acknowledge_until_the_leases_end(shared, &acks).await;
+    {
+        // `held` before `acking`: see `lease::really_lost`.
+        let mut held = shared.held();
+        for ack in &acks {
+            held.remove(ack);
+        }
+    }
+    {
+        let mut acking = shared.acking();
+        for ack in &acks {
+            acking.remove(ack);
+        }
+    }
+    shared.done.fetch_add(acks.len() as u64, Ordering::Relaxed);
+    shared.room.notify_one();
+}
+
+/// Acknowledges `acks`, retrying while the broker cannot be reached until
+/// their leases end: a lease lasts `retry` from its last renewal, which
+/// came before this acknowledgement began, and the lease keeper renews it
+/// while the broker answers, so past `retry` from now none is left. A
+/// stopping cluster gives up sooner (its tasks are redelivered).
+async fn acknowledge_until_the_leases_end(shared: &Shared, acks: &[super::Taken]) {
     let mut delay = Duration::from_millis(100);
-    let give_up = tokio::time::Instant::now() + config.retry / 2;
+    let leases_end = tokio::time::Instant::now() + shared.config.retry;
     loop {
-        match acknowledge(shared, &acks).await {
+        match acknowledge(shared, acks).await {
             Ok(held) => {
+                shared.outages.ack.answered();
                 let lost = held.iter().filter(|h| !**h).count() as u64;
                 if lost > 0 {
                     crate::metrics::count("wasq_leases_lost_total", &[], lost);
@@ -114,28 +146,23 @@ async fn flush(shared: &Shared, batch: Vec<Completion>) {
                 }
                 break;
             }
-            Err(error)
-                if tokio::time::Instant::now() + delay < give_up
-                    && !(shared.stopping() && delay > Duration::from_secs(2)) =>
-            {
-                tracing::warn!(%error, "cannot acknowledge; retrying in {delay:?}");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
             Err(error) => {
-                tracing::warn!(%error, "cannot acknowledge; the tasks will be redelivered and their results kept");
-                break;
+                shared.outages.ack.failed(&error);
+                let now = tokio::time::Instant::now();
+                if now >= leases_end || (shared.stopping() && delay > Duration::from_secs(2)) {
+                    tracing::warn!(
+                        tasks = acks.len(),
+                        "cannot acknowledge before the leases end; the tasks will be redelivered and their first results kept"
+                    );
+                    break;
+                }
+                tokio::time::sleep(delay.min(leases_end - now)).await;
+                // At most a second apart: acknowledged soon after the
+                // broker is back, while the leases last.
+                delay = (delay * 2).min(Duration::from_secs(1));
             }
         }
     }
-    {
-        let mut held = shared.held();
-        for ack in &acks {
-            held.remove(ack);
-        }
-    }
-    shared.done.fetch_add(acks.len() as u64, Ordering::Relaxed);
-    shared.room.notify_one();
 }
 
 /// Tells the error reporters of the failures among saved results (a

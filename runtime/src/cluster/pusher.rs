@@ -49,19 +49,16 @@ pub(crate) async fn run(
         let taken = match take(&shared, room, &mut idle).await {
             Ok(taken) => {
                 if lost_broker {
-                    tracing::warn!("the broker answers again; taking tasks");
+                    shared.outages.take.answered();
                     lost_broker = false;
                 }
                 backoff = Duration::from_millis(100);
                 taken
             }
             Err(error) => {
-                if !lost_broker {
-                    tracing::warn!(%error, "cannot take tasks from the broker; retrying with backoff");
-                    lost_broker = true;
-                } else {
-                    tracing::debug!(%error, "broker still unreachable; retrying in {backoff:?}");
-                }
+                // Warned of once per outage (see `outage`).
+                shared.outages.take.failed(&error);
+                lost_broker = true;
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
                     _ = super::stopped(&mut stop) => return,

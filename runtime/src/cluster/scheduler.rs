@@ -28,7 +28,6 @@ const FIRE: u32 = 100;
 
 pub(crate) async fn run(shared: Arc<Shared>) {
     let mut stop = shared.stop.clone();
-    let mut failing = false;
     loop {
         if shared.stopping() {
             return;
@@ -41,13 +40,10 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             more |= move_due(&shared).await? == CLAIM as usize;
             Ok::<_, StoreError>(())
         };
+        // Warned of once per outage (see `outage`).
         match step.await {
-            Ok(()) => failing = false,
-            Err(error) if !failing => {
-                tracing::warn!(%error, "scheduler cannot reach the store; retrying");
-                failing = true;
-            }
-            Err(error) => tracing::debug!(%error, "scheduler: store still unreachable"),
+            Ok(()) => shared.outages.schedule_store.answered(),
+            Err(error) => shared.outages.schedule_store.failed(&error),
         }
         if more {
             continue;
@@ -183,10 +179,11 @@ async fn move_due(shared: &Shared) -> Result<usize, StoreError> {
             .enqueue_priority(&queue, priority, packages)
             .await
         {
-            Ok(()) => moved.extend(ids),
-            Err(error) => {
-                tracing::warn!(%error, %queue, "cannot enqueue due tasks; they are tried again when their claim ends");
+            Ok(()) => {
+                shared.outages.schedule_broker.answered();
+                moved.extend(ids);
             }
+            Err(error) => shared.outages.schedule_broker.failed(&error),
         }
     }
     shared.store.remove_deferred(&moved).await?;

@@ -1,5 +1,6 @@
 //! `wasq cluster`: run a cluster until SIGINT or SIGTERM, then stop
-//! gracefully.
+//! gracefully; a part of the cluster that fails for good stops it too,
+//! with a one-line error and a non-zero exit.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -81,15 +82,28 @@ pub(crate) async fn cluster(args: ClusterArgs) -> Result<ExitCode, CliError> {
         });
     }
     let cluster = Cluster::start_reporting(config, broker, store, sandbox, reporters);
-    wait_for_stop_signal().await;
-    eprintln!(
-        "stopping: finishing {} task(s) in flight…",
-        cluster.in_flight()
-    );
-    let done = cluster.done();
-    cluster.stop(args.grace).await;
-    eprintln!("stopped after {done} task(s)");
-    Ok(ExitCode::SUCCESS)
+    tokio::select! {
+        _ = wait_for_stop_signal() => {
+            eprintln!(
+                "stopping: finishing {} task(s) in flight…",
+                cluster.in_flight()
+            );
+        }
+        // The cluster is already stopping by itself; the reason comes last.
+        _ = cluster.wait_failure() => {}
+    }
+    // Counted once the stop is over: tasks that finish during it count.
+    let stopped = cluster.stop(args.grace).await;
+    match stopped.failure {
+        None => {
+            eprintln!("stopped after {} task(s)", stopped.done);
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(failure) => Err(CliError::other(anyhow::anyhow!(
+            "{failure}; it stopped after {} task(s): see the log above, then start it again",
+            stopped.done
+        ))),
+    }
 }
 
 pub(crate) async fn wait_for_stop_signal() {
