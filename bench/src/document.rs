@@ -4,8 +4,9 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::Result;
 
+use crate::markers;
 use crate::report::Results;
 use crate::tables;
 
@@ -74,22 +75,12 @@ pub(crate) fn section(results: &Results, charts: Option<&str>) -> String {
 
 /// Replaces the section in the file at `path` (or appends it when the markers are missing).
 pub(crate) fn update(path: &Path, section: &str) -> Result<()> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let updated = replace_section(&text, section)?;
-    std::fs::write(path, updated).with_context(|| format!("writing {}", path.display()))
+    markers::update(path, BEGIN, END, section)
 }
 
+#[cfg(test)]
 fn replace_section(text: &str, section: &str) -> Result<String> {
-    match (text.find(BEGIN), text.find(END)) {
-        (Some(begin), Some(end)) if end > begin => {
-            let after = &text[end + END.len()..];
-            let after = after.strip_prefix('\n').unwrap_or(after);
-            Ok(format!("{}{section}{after}", &text[..begin]))
-        }
-        (None, None) => Ok(format!("{}\n\n{section}", text.trim_end())),
-        _ => bail!("the side-by-side markers in BENCHMARKS.md are out of order; put them back"),
-    }
+    markers::replace_section(text, BEGIN, END, section)
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 
 mod document;
 mod machine;
+mod markers;
 mod peers;
 mod procmem;
 mod report;
