@@ -17,7 +17,9 @@
 //!   against Django Q2, Celery and RQ, installed into `target/bench-venv` with pip, with the
 //!   test servers; `bench micro` runs the criterion benchmarks, `bench brokers` the e2e example
 //!   on each broker.
+//! - `chaos`: `build`, then the chaos suite (`wasq-chaos`, in `bench/`, see `chaos.rs`).
 
+mod chaos;
 mod guests;
 mod servers;
 mod toolchains;
@@ -55,6 +57,13 @@ commands:
   bench brokers [TASKS]
            end-to-end no-op tasks per second and idle latency on every broker, with
            the test servers (runtime/examples/e2e.rs; default 20000 tasks)
+  chaos [--quick] [ARGS]
+           real wasq clusters against private Redis, PostgreSQL and SQLite, with kill -9,
+           rolling restarts, server restarts and outages, pg_terminate_backend, a full disk,
+           long tasks and a wrong secret; audits that every task ended with exactly one
+           successful result, and writes the Reliability table into BENCHMARKS.md.
+           --quick: the short form (`cargo xtask test` runs it); other ARGS go to wasq-chaos
+           (see `target/release/wasq-chaos --help`, e.g. --only kill9-redis --seed 42)
 
 Set WASQ_REDIS_SERVER, WASQ_PG_BIN (the directory of initdb and postgres) or
 WASQ_MOTO_SERVER to use those binaries instead of finding or installing them.";
@@ -82,6 +91,7 @@ fn run() -> anyhow::Result<()> {
         "test" => test(&root, rest),
         "servers" => servers::serve(&root),
         "bench" => bench(&root, rest),
+        "chaos" => chaos::chaos(&root, rest),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())
@@ -126,17 +136,21 @@ fn step(name: &str, mut cmd: Command) -> anyhow::Result<()> {
 /// exercise (the tests crate asks for it too, so every step shares one build).
 const WASQ_FEATURES: [&str; 2] = ["--features", "otel"];
 
-fn build_release_binary(root: &Path) -> anyhow::Result<PathBuf> {
+/// The release `wasq` binary, and with `chaos` the `wasq-chaos` suite in the same build.
+fn build_release_binary(root: &Path, chaos: bool) -> anyhow::Result<PathBuf> {
     let mut build = cargo(root);
     build.args(["build", "--release", "--package", "wasq", "--bin", "wasq"]);
     build.args(WASQ_FEATURES);
+    if chaos {
+        build.args(["--package", "wasq-bench", "--bin", "wasq-chaos"]);
+    }
     step("build the release wasq binary", build)?;
     Ok(root.join("target/release/wasq"))
 }
 
 fn demo(root: &Path, rest: &[String]) -> anyhow::Result<()> {
     guests::build_guests(root)?;
-    let wasq = build_release_binary(root)?;
+    let wasq = build_release_binary(root, false)?;
     let mut run = Command::new(wasq);
     run.current_dir(root).arg("demo").args(rest);
     step("wasq demo", run)
@@ -180,7 +194,7 @@ fn test(root: &Path, rest: &[String]) -> anyhow::Result<()> {
 
     // Tests run against the release build: the binary the README uses, and
     // one build of wasmtime shared by every step below.
-    let wasq = build_release_binary(root)?;
+    let wasq = build_release_binary(root, true)?;
     // Stopped when dropped: after the doc tests, or on the way out of a failed step.
     let servers = servers::TestServers::start(binaries)?;
     let server_env = servers.env();
@@ -206,6 +220,7 @@ fn test(root: &Path, rest: &[String]) -> anyhow::Result<()> {
         .env("WASQ_BIN", &wasq)
         .envs(server_env.iter().cloned());
     step("tests", tests)?;
+    chaos::quick_step(root, &server_env)?;
 
     if nextest {
         let mut doctests = cargo(root);
