@@ -82,6 +82,8 @@ pub mod private;
 mod redis;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+#[cfg(feature = "sqlite")]
+pub mod sqlite_pool;
 #[cfg(feature = "sqs")]
 mod sqs;
 mod wake;

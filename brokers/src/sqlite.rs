@@ -148,7 +148,7 @@ impl SqliteBroker {
     /// the file cannot be created or opened.
     /// Opens the pool and creates the schema.
     async fn setup(options: SqliteConnectOptions) -> Result<SqlitePool, sqlx::Error> {
-        let pool = SqlitePoolOptions::new()
+        let pool = crate::sqlite_pool::discard_unfinished_transactions(SqlitePoolOptions::new())
             .max_connections(POOL_SIZE)
             .acquire_timeout(BUSY_TIMEOUT * 3)
             .connect_with(options)

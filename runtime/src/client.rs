@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::package::{PackageCodec, PackageError, TaskLimits, TaskRecord};
 use crate::store::{
     CancelState, Deferred, ModuleInfo, Schedule, ScheduleSpec, Store, StoreError, TaskResult,
-    now_ms,
+    TaskState, now_ms,
 };
 use crate::workflow::{ChainLink, HookTarget, RetryPolicy};
 use crate::{Digest, SandboxError, TaskCall};
@@ -409,8 +409,10 @@ impl Client {
     /// Enqueues a task of a module already resolved (to `digest`, run as
     /// `module_name`) for `tenant`: its record carries the tenant, it goes
     /// to the tenant's queue and its group is kept apart from other
-    /// tenants'. Returns the record sent. Hooks, chains and unique keys are
-    /// not taken here.
+    /// tenants'. Its hook's module is one of the tenant's modules, by name
+    /// or digest ([`ClientError::NotFound`] otherwise); its unique key is
+    /// the tenant's own (another tenant's equal key does not hold it).
+    /// Returns the record sent. Chains are not taken here.
     pub async fn enqueue_for_tenant(
         &self,
         tenant: &str,
@@ -418,11 +420,12 @@ impl Client {
         digest: Digest,
         module_name: String,
     ) -> Result<TaskRecord, ClientError> {
-        let record = self.tenant_record(tenant, request, digest, module_name)?;
+        let mut record = self.tenant_record(tenant, request, digest, module_name)?;
+        record.hook = self.tenant_hook(tenant, request).await?;
         let ids = [record.id.clone()];
         self.take_backlog(tenant, &[(record.id.clone(), record.queue.clone())])
             .await?;
-        if let Err(error) = self.submit(record.clone(), None).await {
+        if let Err(error) = self.submit(record.clone(), request.unique_for).await {
             self.release_backlog(&ids).await;
             return Err(error);
         }
@@ -465,27 +468,54 @@ impl Client {
         record.tenant = Some(tenant.to_owned());
         record.queue = crate::tenant::tenant_queue(&record.queue, tenant);
         record.group = record.group.map(|g| tenant_group(tenant, &g));
+        record.unique_key = record.unique_key.map(|k| tenant_group(tenant, &k));
         Ok(record)
+    }
+
+    /// The hook of a tenant's request: its module resolved among the
+    /// tenant's modules.
+    async fn tenant_hook(
+        &self,
+        tenant: &str,
+        request: &TaskRequest,
+    ) -> Result<Option<HookTarget>, ClientError> {
+        let Some((module, task)) = &request.hook else {
+            return Ok(None);
+        };
+        let found = self
+            .store
+            .tenant_module(tenant, module)
+            .await?
+            .ok_or_else(|| {
+                ClientError::NotFound(format!("hook: no module `{}`", module.escape_debug()))
+            })?;
+        Ok(Some(HookTarget {
+            module: found.digest,
+            module_name: found.name,
+            task: task.clone(),
+        }))
     }
 
     /// [`enqueue_for_tenant`](Self::enqueue_for_tenant) for many tasks:
     /// one broker transaction per queue and priority (tasks with an ETA
-    /// go one by one). Returns the ids in order.
+    /// or a unique key go one by one: a held key stops the batch part way,
+    /// so callers that promise all-or-none refuse unique keys in batches).
+    /// Returns the ids in order.
     pub async fn enqueue_many_for_tenant(
         &self,
         tenant: &str,
         tasks: &[(TaskRequest, Digest, String)],
     ) -> Result<Vec<String>, ClientError> {
-        let records = tasks
-            .iter()
-            .map(|(request, digest, module_name)| {
-                self.tenant_record(tenant, request, *digest, module_name.clone())
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
+        let mut records = Vec::with_capacity(tasks.len());
+        for (request, digest, module_name) in tasks {
+            let mut record = self.tenant_record(tenant, request, *digest, module_name.clone())?;
+            record.hook = self.tenant_hook(tenant, request).await?;
+            records.push((record, request.unique_for));
+        }
+        let ids: Vec<String> = records.iter().map(|(r, _)| r.id.clone()).collect();
         let places: Vec<(String, String)> = records
             .iter()
-            .map(|r| (r.id.clone(), r.queue.clone()))
+            .map(|(r, _)| (r.id.clone(), r.queue.clone()))
             .collect();
         self.take_backlog(tenant, &places).await?;
         if let Err(error) = self.send_tenant_records(records).await {
@@ -496,14 +526,18 @@ impl Client {
         Ok(ids)
     }
 
-    /// Sends a tenant's records: in one broker call per queue and
-    /// priority, those with an ETA one by one.
-    async fn send_tenant_records(&self, records: Vec<TaskRecord>) -> Result<(), ClientError> {
+    /// Sends a tenant's records (each with how long it holds its unique
+    /// key): in one broker call per queue and priority, those with an ETA
+    /// or a unique key one by one.
+    async fn send_tenant_records(
+        &self,
+        records: Vec<(TaskRecord, Option<Duration>)>,
+    ) -> Result<(), ClientError> {
         let mut batches: std::collections::BTreeMap<(String, i32), Vec<Vec<u8>>> =
             Default::default();
-        for record in records {
-            if record.eta_ms.is_some() {
-                self.submit(record, None).await?;
+        for (record, unique_for) in records {
+            if record.eta_ms.is_some() || record.unique_key.is_some() {
+                self.submit(record, unique_for).await?;
                 continue;
             }
             let bytes = self.codec.encode(&record)?;
@@ -552,7 +586,8 @@ impl Client {
             .last()
             .map_or(record.id.clone(), |link| link.id.clone());
         if let Some(key) = &record.unique_key {
-            let until = now_ms() + unique_for.unwrap_or(UNIQUE_FOR_DEFAULT).as_millis() as i64;
+            let hold = unique_for.unwrap_or(UNIQUE_FOR_DEFAULT).as_millis();
+            let until = now_ms().saturating_add(i64::try_from(hold).unwrap_or(i64::MAX));
             if let Some(holder) = self.store.acquire_unique(key, &holder, until).await? {
                 return Err(ClientError::Duplicate {
                     key: key.clone(),
@@ -817,6 +852,27 @@ impl Client {
         Ok(new_id)
     }
 
+    /// Re-signs a package no cluster would run (`wasq failed list`, under
+    /// "packages") with this client's secret, queues it again where it
+    /// came from with its task id kept, and removes it from the failed
+    /// packages; answers its task id. Its contents are not verified: only
+    /// resubmit packages whose source you trust (most often, tasks
+    /// enqueued while a cluster had the wrong secret).
+    pub async fn resubmit_package(&self, digest: &str) -> Result<String, ClientError> {
+        let (dead, bytes) = self.store.dead_letter(digest).await?.ok_or_else(|| {
+            ClientError::NotFound(format!(
+                "no failed package with digest `{digest}`; see `wasq failed list`"
+            ))
+        })?;
+        let record = crate::package::read_unverified(&bytes)?;
+        let package = self.codec.encode(&record)?;
+        self.broker
+            .enqueue_priority(&dead.queue, record.priority, vec![package])
+            .await?;
+        self.store.remove_dead_letter(&dead.digest).await?;
+        Ok(record.id)
+    }
+
     /// The result of a task, if it has one.
     pub async fn result(&self, id: &str) -> Result<Option<TaskResult>, ClientError> {
         Ok(self.store.result(id).await?)
@@ -837,6 +893,30 @@ impl Client {
             let now = Instant::now();
             if now >= deadline {
                 return Ok(None);
+            }
+            tokio::time::sleep(pause.min(deadline - now)).await;
+            pause = (pause * 2).min(Duration::from_millis(100));
+        }
+    }
+
+    /// Where a task stands: finished, pruned by `save_limit`, running,
+    /// queued (with its due time when deferred) or unknown.
+    pub async fn state(&self, id: &str) -> Result<TaskState, ClientError> {
+        Ok(self.store.task_state(id).await?)
+    }
+
+    /// Waits up to `timeout` for a task to end (its result, or the
+    /// tombstone of a result pruned by `save_limit`); then where it stands.
+    pub async fn wait_state(&self, id: &str, timeout: Duration) -> Result<TaskState, ClientError> {
+        let deadline = Instant::now() + timeout;
+        let mut pause = Duration::from_millis(5);
+        loop {
+            if let Some(ended) = self.store.ended(id).await? {
+                return Ok(ended);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return self.state(id).await;
             }
             tokio::time::sleep(pause.min(deadline - now)).await;
             pause = (pause * 2).min(Duration::from_millis(100));

@@ -43,8 +43,10 @@ pub struct Config {
     /// Default: 60 s.
     #[serde(deserialize_with = "duration")]
     pub retry: Duration,
-    /// Deliveries of one task before it is recorded as failed without
-    /// running again (guards against tasks that crash their cluster), and
+    /// Runs of one task that started and never ended (each took its
+    /// cluster down, or lost its lease) before it is recorded as
+    /// `abandoned` without running again — deliveries that never started
+    /// do not count — and
     /// the attempts of a failing task when `ack_failures` is off.
     /// Default: 5.
     pub max_attempts: u32,

@@ -217,19 +217,42 @@ impl PackageCodec {
         mac.update(signed);
         mac.verify_slice(tag)
             .map_err(|_| PackageError::BadSignature)?;
-        let payload = &signed[HEADER_LEN..];
-        let raw;
-        let payload = match flags {
-            0 => payload,
-            FLAG_ZSTD => {
-                raw = zstd::bulk::decompress(payload, MAX_PACKAGE_SIZE)
-                    .map_err(|e| PackageError::Undecodable(format!("zstd: {e}")))?;
-                &raw[..]
-            }
-            other => return Err(PackageError::UnknownFlags(other)),
-        };
-        postcard::from_bytes(payload).map_err(|e| PackageError::Undecodable(e.to_string()))
+        read_payload(flags, &signed[HEADER_LEN..])
     }
+}
+
+/// Reads a package's record WITHOUT checking its signature: for showing
+/// what a package no cluster could verify claims to be (`wasq failed
+/// list`) and for re-signing it once an operator vouches for it (`wasq
+/// failed resubmit`). Never run what this answers without re-signing.
+/// Never panics, whatever the bytes.
+pub fn read_unverified(bytes: &[u8]) -> Result<TaskRecord, PackageError> {
+    if bytes.len() > MAX_PACKAGE_SIZE {
+        return Err(PackageError::TooLarge(bytes.len()));
+    }
+    if bytes.len() < HEADER_LEN + MAC_LEN {
+        return Err(PackageError::Truncated(bytes.len()));
+    }
+    let signed = &bytes[..bytes.len() - MAC_LEN];
+    if signed[0] != VERSION {
+        return Err(PackageError::UnknownVersion(signed[0]));
+    }
+    read_payload(signed[1], &signed[HEADER_LEN..])
+}
+
+/// Decompresses (per `flags`) and decodes a package's payload.
+fn read_payload(flags: u8, payload: &[u8]) -> Result<TaskRecord, PackageError> {
+    let raw;
+    let payload = match flags {
+        0 => payload,
+        FLAG_ZSTD => {
+            raw = zstd::bulk::decompress(payload, MAX_PACKAGE_SIZE)
+                .map_err(|e| PackageError::Undecodable(format!("zstd: {e}")))?;
+            &raw[..]
+        }
+        other => return Err(PackageError::UnknownFlags(other)),
+    };
+    postcard::from_bytes(payload).map_err(|e| PackageError::Undecodable(e.to_string()))
 }
 
 /// A new random task id: 128 bits as 32 hex digits.

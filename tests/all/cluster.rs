@@ -193,7 +193,7 @@ fn futures_lite_block<F: std::future::Future<Output = Result<T, E>>, T, E: std::
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tampered_and_foreign_packages_are_refused_and_recorded() {
+async fn tampered_and_foreign_packages_are_refused_and_kept() {
     let dir = setup();
     let client = client(dir.path(), None).await;
     let _cluster = ClusterProcess::start(dir.path(), &[], &[]);
@@ -225,13 +225,20 @@ async fn tampered_and_foreign_packages_are_refused_and_recorded() {
         .unwrap();
     assert_eq!(result.result_json(), 6);
 
-    let rejected = eventually(Duration::from_secs(30), "two rejections", || {
-        let rejected = futures_lite_block(client.store().rejected(10));
-        (rejected.len() == 2).then_some(rejected)
+    // The only cluster refused both: they leave the broker for the failed
+    // packages, kept with their bytes, the foreign one with its task id.
+    let dead = eventually(Duration::from_secs(30), "two failed packages", || {
+        let dead = futures_lite_block(client.store().dead_letters(10));
+        (dead.len() == 2).then_some(dead)
     });
-    for r in &rejected {
-        assert!(r.reason.contains("bad signature"), "{r:?}");
+    for d in &dead {
+        assert!(d.reason.contains("bad signature"), "{d:?}");
+        assert!(!d.verified, "{d:?}");
     }
+    assert!(
+        dead.iter().any(|d| d.task_id.as_deref() == Some(foreign.as_str())),
+        "{dead:?}"
+    );
     assert!(
         client.result(&foreign).await.unwrap().is_none(),
         "a foreign task never runs"

@@ -416,6 +416,7 @@ async fn acknowledgements_outlast_a_broker_outage_shorter_than_the_lease() {
     .await;
     // The fault's length, not a synchronisation.
     tokio::time::sleep_until(outage + Duration::from_secs(8)).await;
+    let saved_in_outage = setup.successes().await - before;
     redis.restart().unwrap();
     until(Duration::from_secs(120), "every result", || async {
         setup.successes().await == n as u64
@@ -430,14 +431,17 @@ async fn acknowledgements_outlast_a_broker_outage_shorter_than_the_lease() {
         matches!(sizes, (Ok(0), Ok(0)))
     })
     .await;
-    assert_eq!(
-        cluster.started(),
-        n as u64,
-        "tasks ran again: their acknowledgements were given up\n{}",
-        wasq::metrics::render(&wasq::metrics::Gauges::default())
+    // A call in flight when the server stops may have run without its
+    // answer arriving (at least once, as the broker says), so the tasks of
+    // one take may run again; acknowledgements given up after half the
+    // lease ran again nearly every task saved during the outage.
+    let reruns = cluster.started() - n as u64;
+    assert!(
+        reruns < saved_in_outage / 2,
+        "{reruns} tasks ran again of {saved_in_outage} saved while Redis was down: their acknowledgements were given up"
     );
     let stopped = cluster.stop(Duration::from_secs(30)).await;
-    assert_eq!(stopped.done, n as u64);
+    assert!(stopped.done >= n as u64, "{stopped:?}");
     assert_eq!(stopped.failure, None);
 }
 

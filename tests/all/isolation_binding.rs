@@ -123,14 +123,22 @@ async fn packages_claiming_what_their_tenant_does_not_own_are_refused_and_record
     );
 
     let store = block(wasq::store::Store::connect(&database(&service)));
+    // Verified and refused for what they claim: kept as failed packages,
+    // with their task ids, out of the broker.
     let rejected = eventually(Duration::from_secs(30), "five refusals", || {
-        let rejected = block(store.rejected(20));
+        let rejected = block(store.dead_letters(20));
         (rejected.len() >= forged.len()).then_some(rejected)
     });
     assert_eq!(rejected.len(), forged.len(), "{rejected:?}");
     for (_, record) in &forged {
-        let found = rejected.iter().find(|r| r.reason.contains(&record.id));
+        let found = rejected
+            .iter()
+            .find(|r| r.reason.contains(&record.id) && r.verified);
         assert!(found.is_some(), "{} not recorded: {rejected:?}", record.id);
+        assert_eq!(
+            found.and_then(|r| r.task_id.as_deref()),
+            Some(record.id.as_str())
+        );
         assert!(
             block(store.result(&record.id)).is_none(),
             "forged task {} ran",

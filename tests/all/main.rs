@@ -21,6 +21,17 @@
 //! - `many_clusters`: clusters of different names on Redis and PostgreSQL
 //!   share 20,000 tasks; a killed cluster and a restarted broker lose
 //!   nothing; a broker that is down is named in one line.
+//! - `delivery_outcomes`: every non-zero exit (126 and more too) is a
+//!   `guest_error` with its code; a failure keeps its stdout; `wasq result`
+//!   and `GET /v1/tasks/{id}` tell unknown, queued (with its due time),
+//!   running, finished and pruned apart.
+//! - `delivery_runs`: attempts count runs, not deliveries (dead consumers
+//!   and graceful stops use none up; runs that kill their cluster do); a
+//!   cluster with the wrong secret destroys nothing, its refusals kept as
+//!   failed packages that `wasq failed resubmit --package` queues again.
+//! - `enqueue_paths`: every `wasq enqueue` option, with and without
+//!   `--server`, ends in the same stored record and behaviour; what the
+//!   server cannot honour is refused in one line.
 //! - `service`: `wasq serve` through HTTP — tenants isolated, keys, quotas,
 //!   a 100 MB upload, fair scheduling, fuel budgets, grants, schemathesis.
 //! - `dashboard`: the web dashboard in headless Chromium — tasks,
@@ -59,7 +70,10 @@ mod broker_conformance;
 mod cluster;
 mod dashboard;
 mod dashboard_security;
+mod delivery_outcomes;
+mod delivery_runs;
 mod delivery_supervision;
+mod enqueue_paths;
 mod escape;
 mod guests;
 mod isolation_binding;

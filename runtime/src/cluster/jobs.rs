@@ -22,6 +22,9 @@ use tracing::Instrument as _;
 pub(crate) struct Job {
     pub(crate) ack: Taken,
     pub(crate) deliveries: u32,
+    /// Runs of this attempt that started, this one included (counted in
+    /// the store before the run; 0 until then).
+    pub(crate) runs: u32,
     pub(crate) record: TaskRecord,
 }
 
@@ -39,9 +42,7 @@ pub(crate) struct Completion {
 impl Completion {
     fn new(shared: &Shared, job: Job, execution: &Execution, started_at_ms: i64) -> Self {
         let Job {
-            ack,
-            deliveries,
-            record,
+            ack, runs, record, ..
         } = job;
         let kept = has_followups(shared, &record).then(|| Box::new(record.clone()));
         let failed_record = (!execution.outcome.is_success())
@@ -68,14 +69,18 @@ impl Completion {
             group: record.group,
             outcome: outcome.kind().as_str().into(),
             success: outcome.is_success(),
-            result: outcome.is_success().then(|| execution.stdout.clone()),
+            // A failure keeps what it printed too (within the output
+            // limit), shown as its `stdout`, never as a return value.
+            result: (outcome.is_success() || !execution.stdout.is_empty())
+                .then(|| execution.stdout.clone()),
             stderr: execution.stderr_text(),
             error,
             fuel: execution.usage.fuel_consumed,
             cpu_us: execution.usage.cpu.as_micros() as u64,
             wall_us: execution.usage.wall.as_micros() as u64,
             memory_peak: execution.usage.memory_peak,
-            attempts: record.attempt.saturating_sub(1) + deliveries,
+            // Runs, not deliveries: a prefetch or a hand-back is no run.
+            attempts: record.attempt.saturating_sub(1) + runs.max(1),
             enqueued_at_ms: record.enqueued_at_ms as i64,
             started_at_ms,
             stopped_at_ms: now_ms(),
@@ -101,13 +106,16 @@ impl Completion {
         completion
     }
 
-    /// A task delivered more than `max_attempts` times (it kept crashing
-    /// its cluster, or kept failing): recorded without running again.
-    pub(crate) fn abandoned(shared: &Shared, job: Job) -> Self {
+    /// A task whose `max_attempts` runs all started and none ended (each
+    /// took its cluster down, or lost its lease): recorded without running
+    /// again.
+    pub(crate) fn abandoned(shared: &Shared, mut job: Job) -> Self {
+        let started = job.runs.saturating_sub(1);
         let message = format!(
-            "gave up after {} deliveries (max_attempts = {})",
-            job.deliveries, shared.config.max_attempts
+            "gave up after {started} runs that started and never ended (max_attempts = {})",
+            shared.config.max_attempts
         );
+        job.runs = started;
         let mut completion = Self::new(
             shared,
             job,
@@ -188,7 +196,7 @@ fn limits_of(shared: &Shared, record: &TaskRecord) -> crate::Limits {
 /// Runs a job within `limits`; answers the fuel it burnt.
 async fn execute(
     shared: Arc<Shared>,
-    job: Job,
+    mut job: Job,
     limits: crate::Limits,
     done: mpsc::UnboundedSender<Completion>,
 ) -> u64 {
@@ -201,6 +209,27 @@ async fn execute(
     }
     let execution = match module_for(&shared, &job.record.module).await {
         Ok(module) => {
+            match shared.runs.count(&job.record.id, job.record.attempt).await {
+                Ok(runs) => job.runs = runs,
+                Err(error) => {
+                    // Uncounted, a run could not be told from one that never
+                    // started: the task waits for the store, holding its
+                    // worker a moment so a store that refuses at once (a
+                    // full disk) is not asked again and again.
+                    tracing::debug!(%error, "cannot count a run in the store; handing the task back");
+                    let mut stop = shared.stop.clone();
+                    tokio::select! {
+                        _ = tokio::time::sleep(STORE_PAUSE) => {}
+                        _ = super::stopped(&mut stop) => {}
+                    }
+                    hand_back(&shared, &job.ack).await;
+                    return 0;
+                }
+            }
+            if job.runs > shared.config.max_attempts {
+                let _ = done.send(Completion::abandoned(&shared, job));
+                return 0;
+            }
             let mut call = TaskCall {
                 module: job.record.module_name.clone(),
                 task: job.record.task.clone(),
@@ -322,6 +351,10 @@ pub(crate) async fn hand_back(shared: &Shared, taken: &Taken) {
 /// How often jobs that wait for their tenant's fuel budget are looked at
 /// again (budgets change as the gate refreshes and as windows turn).
 const BUDGET_RECHECK: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// How long a worker waits before handing back a task whose run the
+/// store could not count.
+const STORE_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A job waiting for a worker, with the limits it will run with.
 type Waiting = (Job, crate::Limits);

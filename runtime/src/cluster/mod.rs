@@ -20,6 +20,8 @@ mod lease;
 mod monitor;
 mod outage;
 mod pusher;
+mod refusal;
+mod runs;
 mod scheduler;
 mod supervise;
 mod tenants;
@@ -93,6 +95,10 @@ pub(crate) struct Shared {
     /// This cluster's private root of scratch directories; `None` when it
     /// could not be made (scratch tasks are then handed back).
     pub(crate) scratch: Option<Arc<crate::scratch::ScratchRoot>>,
+    /// Counts each run in the store before it starts.
+    pub(crate) runs: runs::RunCounter,
+    /// Refusals of packages since the last one verified.
+    pub(crate) refusals: refusal::RefusalLog,
 }
 
 impl Shared {
@@ -297,6 +303,8 @@ impl Cluster {
             tenants: tenants::TenantGate::new(&config),
             ownership: binding::Ownership::default(),
             reporters,
+            runs: runs::RunCounter::start(store.clone()),
+            refusals: refusal::RefusalLog::default(),
             scratch: crate::scratch::ScratchRoot::for_cluster(
                 config
                     .scratch_dir

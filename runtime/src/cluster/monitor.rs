@@ -60,6 +60,9 @@ async fn flush(shared: &Shared, batch: Vec<Completion>) {
     // Save before acknowledging: a crash in between redelivers the tasks,
     // and the store keeps their first result.
     let mut delay = Duration::from_millis(100);
+    // Saves are retried for a lease: the lease keeper renews the tasks'
+    // leases meanwhile, so another cluster does not run them twice.
+    let give_up = tokio::time::Instant::now() + config.retry;
     loop {
         match shared
             .store
@@ -70,11 +73,15 @@ async fn flush(shared: &Shared, batch: Vec<Completion>) {
                 shared.outages.save.answered();
                 break;
             }
-            Err(error) if shared.stopping() && delay > Duration::from_secs(2) => {
-                tracing::error!(%error, "cannot save results while stopping; their tasks will be redelivered");
-                let mut held = shared.held();
+            Err(error)
+                if (shared.stopping() && delay > Duration::from_secs(2))
+                    || tokio::time::Instant::now() >= give_up =>
+            {
+                // Never acknowledged unsaved: the tasks go back and run
+                // again (a cluster that can save takes them).
+                tracing::error!(%error, tasks = acks.len(), "cannot save results; handing their tasks back to run again");
                 for ack in &acks {
-                    held.remove(ack);
+                    super::jobs::hand_back(shared, ack).await;
                 }
                 return;
             }

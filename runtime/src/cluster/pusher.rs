@@ -1,8 +1,8 @@
 //! The pusher: takes packages from the broker in bulk while the cluster
 //! holds fewer than `queue_limit`, verifies and decodes them, and queues
 //! them for the workers. A package that fails to verify, or that claims
-//! what its tenant does not own (see `binding`), is recorded as rejected
-//! and failed in the broker, never run and never silently dropped.
+//! what its tenant does not own (see `binding`), is never run and never
+//! silently dropped: see `refusal`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,13 +13,17 @@ use wasq_brokers::Delivery;
 
 use super::Shared;
 use super::binding::Unbound;
+use super::refusal::{Refused, refuse};
 use super::jobs::{Completion, Job};
-use crate::store::{Rejected, now_ms};
 
 /// The longest pause between attempts to reach a broker that is down.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// The first pause after a turn over tenants' queues found nothing.
 const IDLE_FIRST: Duration = Duration::from_millis(2);
+/// The first pause after a turn that refused every package it took.
+const REFUSING_FIRST: Duration = Duration::from_millis(250);
+/// The longest such pause.
+const REFUSING_MOST: Duration = Duration::from_secs(30);
 
 pub(crate) async fn run(
     shared: Arc<Shared>,
@@ -31,6 +35,10 @@ pub(crate) async fn run(
     let mut backoff = Duration::from_millis(100);
     let mut lost_broker = false;
     let mut idle = IDLE_FIRST;
+    // A turn whose every package was refused pauses the taking, growing
+    // while it lasts, so a cluster with the wrong secret leaves the tasks
+    // to clusters that can run them instead of spinning on them.
+    let mut refusing = Duration::ZERO;
     // Cancel requests made while no cluster ran apply to the first tasks
     // taken.
     super::cancel::refresh(&shared).await;
@@ -67,6 +75,7 @@ pub(crate) async fn run(
                 continue;
             }
         };
+        let (mut verified, mut refused) = (0usize, 0usize);
         for (queue, delivery) in taken {
             let taken = (queue, delivery.ack_id.clone());
             shared.held().insert(taken.clone());
@@ -76,9 +85,22 @@ pub(crate) async fn run(
                 Err(_) => Ok(()),
             };
             match (decoded, bound) {
-                (Err(error), _) => reject(&shared, &taken.0, delivery, error.to_string()).await,
-                (Ok(_), Err(Unbound::Refused(reason))) => {
-                    reject(&shared, &taken.0, delivery, reason).await
+                (Err(error), _) => {
+                    refused += 1;
+                    let refused = Refused {
+                        reason: error.to_string(),
+                        verified: false,
+                        task_id: None,
+                    };
+                    refuse(&shared, &taken.0, delivery, refused).await;
+                }
+                (Ok(record), Err(Unbound::Refused(reason))) => {
+                    let refused = Refused {
+                        reason,
+                        verified: true,
+                        task_id: Some(record.id),
+                    };
+                    refuse(&shared, &taken.0, delivery, refused).await;
                 }
                 (Ok(_), Err(Unbound::Unknown(error))) => {
                     // The store's outage is warned of once by the tenant gate.
@@ -86,19 +108,31 @@ pub(crate) async fn run(
                     super::jobs::hand_back(&shared, &taken).await;
                 }
                 (Ok(record), Ok(())) => {
+                    verified += 1;
                     let job = Job {
                         ack: taken,
                         deliveries: delivery.deliveries,
+                        runs: 0,
                         record,
                     };
+                    // Runs, not deliveries, decide when a task is given up:
+                    // the workers count each run before it starts.
                     if shared.is_cancelled(&job.record.id) {
                         let _ = done.send(Completion::cancelled(&shared, job));
-                    } else if job.deliveries > config.max_attempts {
-                        let _ = done.send(Completion::abandoned(&shared, job));
                     } else if let Err(unsent) = jobs.send(job) {
                         super::jobs::hand_back(&shared, &unsent.0.ack).await;
                     }
                 }
+            }
+        }
+        if verified > 0 {
+            shared.refusals.verified();
+            refusing = Duration::ZERO;
+        } else if refused > 0 {
+            refusing = (refusing * 2).clamp(REFUSING_FIRST, REFUSING_MOST);
+            tokio::select! {
+                _ = tokio::time::sleep(refusing) => {}
+                _ = super::stopped(&mut stop) => return,
             }
         }
     }
@@ -158,31 +192,4 @@ async fn take(
         *idle = IDLE_FIRST;
     }
     Ok(taken)
-}
-
-/// Records a package that failed to verify or decode, then fails it in the
-/// broker. If the record cannot be written the package stays leased, so it
-/// comes back and is looked at again.
-async fn reject(shared: &Shared, queue: &Arc<str>, delivery: Delivery, reason: String) {
-    tracing::error!(ack = %delivery.ack_id, %reason, "refusing a task package");
-    let rejected = Rejected {
-        queue: queue.to_string(),
-        broker_id: delivery.ack_id.to_string(),
-        reason,
-        size: delivery.payload.len() as u64,
-        at_ms: now_ms(),
-        cluster: shared.id.clone(),
-    };
-    match shared.store.record_rejected(&rejected).await {
-        Ok(()) => {
-            if let Err(error) = shared.broker.fail(queue, &delivery.ack_id).await {
-                tracing::warn!(%error, "cannot fail a refused package in the broker");
-            }
-            shared.held().remove(&(queue.clone(), delivery.ack_id));
-            shared.room.notify_one();
-        }
-        Err(error) => {
-            tracing::warn!(%error, "cannot record a refused package; it will be looked at again")
-        }
-    }
 }

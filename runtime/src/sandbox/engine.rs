@@ -9,6 +9,8 @@ use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, Linker, PoolingAllocationConfig,
 };
 
+use wasmtime_wasi::I32Exit;
+
 use super::SandboxError;
 use super::config::SandboxConfig;
 use super::run::{ComponentState, TaskState};
@@ -92,7 +94,26 @@ pub(crate) fn build_linker(engine: &Engine) -> Result<Linker<TaskState>, Sandbox
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p1::add_to_linker_async(&mut linker, |state: &mut TaskState| &mut state.wasi)
         .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
+    exit_with_any_code(&mut linker)?;
     Ok(linker)
+}
+
+/// Replaces WASI's `proc_exit`, which turns a code of 126 or more (a C
+/// task's `exit(200)` or `return -1`, AssemblyScript's `abort`, 255) into a
+/// trap: every code ends the task as the guest asked, so any code but 0 is
+/// a `guest_error` carrying it (a negative `int` of C arrives as itself).
+fn exit_with_any_code(linker: &mut Linker<TaskState>) -> Result<(), SandboxError> {
+    linker.allow_shadowing(true);
+    let defined = linker
+        .func_wrap(
+            "wasi_snapshot_preview1",
+            "proc_exit",
+            |code: i32| -> wasmtime::Result<()> { Err(I32Exit(code).into()) },
+        )
+        .map(|_| ())
+        .map_err(|e| SandboxError::Engine(format!("{e:#}")));
+    linker.allow_shadowing(false);
+    defined
 }
 
 /// The imports command modules may have: every function of the linker.

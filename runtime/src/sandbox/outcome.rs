@@ -56,9 +56,10 @@ impl ScratchQuota {
 pub enum Outcome {
     /// Exit code 0; stdout is the result.
     Success,
-    /// The guest exited with a non-zero code; stderr says why.
+    /// The guest exited with a non-zero code (any: 126 and more too, as
+    /// C's `exit(200)` or AssemblyScript's `abort`); stderr says why.
     GuestError {
-        /// The exit code.
+        /// The exit code, as the guest passed it (C's `exit(-1)` is -1).
         code: i32,
     },
     /// The guest trapped (unreachable, out-of-bounds access, stack overflow…).
@@ -256,7 +257,9 @@ impl Execution {
     }
 
     /// The report scripts read (`wasq run --json`): outcome, result, log,
-    /// usage, and for failures with details an `error` (and `exit_code`).
+    /// usage, and for failures with details an `error` (and `exit_code`);
+    /// a failure that printed to stdout has it as `stdout` (never as its
+    /// `result`).
     pub fn to_json(&self) -> serde_json::Value {
         let mut report = serde_json::json!({
             "outcome": self.outcome.kind(),
@@ -284,6 +287,9 @@ impl Execution {
         };
         if let Some(detail) = detail {
             report["error"] = detail.into();
+        }
+        if !self.outcome.is_success() && !self.stdout.is_empty() {
+            report["stdout"] = String::from_utf8_lossy(&self.stdout).into_owned().into();
         }
         report
     }

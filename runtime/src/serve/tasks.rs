@@ -1,10 +1,13 @@
 //! `/v1/tasks` and `/v1/groups`: enqueue a task of one of the caller's
-//! modules (its limits checked against the tenant's quotas; a place in
-//! the tenant's backlog taken atomically against `max_queued`, which
-//! counts every task of the tenant waiting for its result, in any queue,
-//! deferred or not — see `store/backlog.rs`), read or wait for its result, cancel it, and read
-//! a group's results. Another tenant's task ids are answered 404, the same
-//! as ids that never existed.
+//! modules with every option `wasq enqueue` has — ETA, priority, retry
+//! policy, hook, unique key (held per tenant), cache time; what the server
+//! cannot honour is refused naming the field, and so are unknown fields.
+//! Its limits are checked against the tenant's quotas, and a place in the
+//! tenant's backlog is taken atomically against `max_queued`, which counts
+//! every task of the tenant waiting for its result, in any queue, deferred
+//! or not (see `store/backlog.rs`). Read or wait for a result, cancel a
+//! task, read a group's results. Another tenant's task ids are answered
+//! 404, the same as ids that never existed.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -18,10 +21,11 @@ use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{Json, Path, Query};
-use crate::package::TaskLimits;
-use crate::store::{CancelState, TaskResult, TenantModule};
+use crate::package::{TaskLimits, TaskRecord};
+use crate::store::{CancelState, TaskResult, TaskState, TenantModule};
 use crate::tenant::{Quotas, Tenant, check_name};
-use crate::{TaskRequest, tenant_group};
+use crate::workflow::{RetryPolicy, hook_id};
+use crate::{ClientError, OutcomeKind, TaskRequest, tenant_group};
 
 /// The longest a request may wait for a result.
 const MAX_WAIT_SECS: u64 = 60;
@@ -59,10 +63,95 @@ pub struct EnqueueRequest {
     /// and `timeout` when the task runs (the API cannot know which
     /// cluster runs it, so it does not refuse them).
     pub timeout_ms: Option<u64>,
-    /// Run no sooner than this many seconds from now.
+    /// Run no sooner than this many seconds from now (not with `eta_ms`).
     #[schema(maximum = 31536000)]
     pub delay_secs: Option<u64>,
+    /// Run no sooner than this time, ms since the epoch (a past time runs
+    /// at once), as `wasq enqueue --at/--in`. Not with `delay_secs`.
+    pub eta_ms: Option<i64>,
+    /// How failures are tried again [default: the cluster's policy].
+    pub retry: Option<RetryRequest>,
+    /// A task of one of the caller's modules, run with this task's result
+    /// record as its one argument when this task ends.
+    pub hook: Option<HookRequest>,
+    /// Refuse this task (409) while a task of the caller's with the same
+    /// key is queued or running. Not in a batch.
+    #[schema(min_length = 1, max_length = 200)]
+    pub unique_key: Option<String>,
+    /// Hold `unique_key` at most this long, ms [default: a day, or until
+    /// the task ends]. Only with `unique_key`.
+    pub unique_for_ms: Option<u64>,
+    /// Keep the result this many seconds in the server's result cache
+    /// instead of the store; refused (400) when the server has no cache.
+    #[schema(minimum = 1)]
+    pub cached_secs: Option<u32>,
 }
+
+/// How a failed task is tried again: exponential backoff with jitter.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetryRequest {
+    /// Attempts in all, the first included: 1 never retries.
+    #[schema(minimum = 1)]
+    pub max_attempts: u32,
+    /// Delay before the second attempt, ms [default: 1000].
+    pub backoff_ms: Option<u64>,
+    /// Growth of the delay per attempt, at least 1 [default: 2].
+    pub factor: Option<f64>,
+    /// Longest delay, ms, at least `backoff_ms` [default: 300000].
+    pub backoff_max_ms: Option<u64>,
+    /// Share of each delay taken off at random, 0 to 1 [default: 0.25].
+    pub jitter: Option<f64>,
+    /// Outcomes that are retried [default: `guest_error`, `trap`,
+    /// `timeout`].
+    pub retry_on: Option<Vec<String>>,
+}
+
+impl RetryRequest {
+    /// The policy asked for, the defaults filled in; a bad outcome name is
+    /// a 400 naming it (the numbers are checked when the task is made).
+    fn policy(&self) -> Result<RetryPolicy, ApiError> {
+        let defaults = RetryPolicy::default();
+        let retry_on = match &self.retry_on {
+            None => defaults.retry_on,
+            Some(names) => names
+                .iter()
+                .map(|name| {
+                    OutcomeKind::ALL
+                        .into_iter()
+                        .find(|k| k.as_str() == name)
+                        .ok_or_else(|| {
+                            ApiError::bad_request(format!(
+                                "retry.retry_on: unknown outcome `{}`; use guest_error, trap, timeout, fuel_exhausted, memory_limit or output_limit",
+                                name.escape_debug()
+                            ))
+                        })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        };
+        Ok(RetryPolicy {
+            max_attempts: self.max_attempts,
+            backoff_ms: self.backoff_ms.unwrap_or(defaults.backoff_ms),
+            factor: self.factor.unwrap_or(defaults.factor),
+            backoff_max_ms: self.backoff_max_ms.unwrap_or(defaults.backoff_max_ms),
+            jitter: self.jitter.unwrap_or(defaults.jitter),
+            retry_on,
+        })
+    }
+}
+
+/// A task run with another's result record when that one ends.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HookRequest {
+    /// One of the caller's modules: its name or digest.
+    pub module: String,
+    /// The task inside the module.
+    pub task: String,
+}
+
+/// The longest unique key.
+const MAX_UNIQUE_KEY: usize = 200;
 
 /// No positional arguments.
 pub(super) fn empty_array() -> serde_json::Value {
@@ -88,10 +177,33 @@ pub struct Enqueued {
 pub struct TaskView {
     /// Task id.
     pub id: String,
-    /// `pending` (queued or running) or `finished`.
+    /// `pending` (queued or running) or `finished` (its result kept or
+    /// pruned).
     pub status: String,
-    /// The result, once finished.
+    /// `queued`, `running`, `finished`, or `pruned`: finished, and its
+    /// result since removed by the server's `save_limit` (which keeps the
+    /// newest successes per queue).
+    pub state: String,
+    /// When a queued task is due, ms since the epoch: set for a deferred
+    /// task (a delay, a retry waiting for its backoff).
+    pub due_at_ms: Option<i64>,
+    /// When a running task started, ms since the epoch.
+    pub started_at_ms: Option<i64>,
+    /// What is left of a pruned result.
+    pub pruned: Option<PrunedView>,
+    /// The result, once finished (none once pruned).
     pub result: Option<ResultView>,
+}
+
+/// What is left of a result pruned by `save_limit`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PrunedView {
+    /// How it ended.
+    pub outcome: String,
+    /// When it finished, ms since the epoch.
+    pub stopped_at_ms: i64,
+    /// When its result was removed, ms since the epoch.
+    pub pruned_at_ms: i64,
 }
 
 /// How a task ended.
@@ -103,9 +215,12 @@ pub struct ResultView {
     pub outcome: String,
     /// Whether it succeeded.
     pub success: bool,
-    /// What it returned, as JSON when it is JSON, else as text.
+    /// What it returned (a success's stdout), as JSON when it is JSON,
+    /// else as text.
     #[schema(value_type = Object)]
     pub value: Option<serde_json::Value>,
+    /// What a failed task printed to stdout (within its output limit).
+    pub stdout: Option<String>,
     /// Why it failed.
     pub error: Option<String>,
     /// Its log (stderr).
@@ -136,16 +251,14 @@ pub struct ResultView {
 
 impl ResultView {
     fn new(result: TaskResult, tenant: &str) -> Self {
-        let value = result.result.as_deref().map(|bytes| {
-            serde_json::from_slice(bytes).unwrap_or_else(|_| {
-                serde_json::Value::String(String::from_utf8_lossy(bytes).into_owned())
-            })
-        });
+        let value = result.success.then(|| result.result_json());
+        let stdout = result.failure_stdout();
         let prefix = format!("{tenant}/");
         Self {
             outcome: result.outcome,
             success: result.success,
             value,
+            stdout,
             error: result.error,
             log: result.stderr,
             module: result.module_name,
@@ -226,6 +339,7 @@ async fn prepare(
         .queue
         .clone()
         .unwrap_or_else(|| state.client.config().queue.clone());
+    let workflow = Workflow::of(request)?;
     let mut task = TaskRequest::new(module.digest.to_string(), request.task.clone())
         .args(request.args.clone())
         .kwargs(request.kwargs.clone())
@@ -240,7 +354,108 @@ async fn prepare(
     if let Some(secs) = request.delay_secs.filter(|s| *s > 0) {
         task = task.delay(Duration::from_secs(secs.min(365 * 24 * 3600)));
     }
+    workflow.apply(&mut task);
     Ok((queue, (task, module.digest, module.name)))
+}
+
+/// What a request asks for beyond its run: when, how it is retried, its
+/// hook, unique key and cache time, checked.
+struct Workflow {
+    eta_ms: Option<i64>,
+    retry: Option<RetryPolicy>,
+    hook: Option<(String, String)>,
+    unique_key: Option<String>,
+    unique_for: Option<Duration>,
+    cached: Option<Duration>,
+}
+
+impl Workflow {
+    /// Checks the fields a request cannot have together or out of range;
+    /// a 400 naming the field.
+    fn of(request: &EnqueueRequest) -> Result<Self, ApiError> {
+        if request.eta_ms.is_some() && request.delay_secs.is_some() {
+            return Err(ApiError::bad_request(
+                "eta_ms and delay_secs: give one of them, not both",
+            ));
+        }
+        if let Some(hook) = &request.hook {
+            check_name("hook.task", &hook.task).map_err(ApiError::bad_request)?;
+            if hook.module.is_empty() {
+                return Err(ApiError::bad_request(
+                    "hook.module: name one of your modules (its name or digest)",
+                ));
+            }
+        }
+        if let Some(key) = &request.unique_key
+            && (key.is_empty() || key.len() > MAX_UNIQUE_KEY || key.chars().any(char::is_control))
+        {
+            return Err(ApiError::bad_request(format!(
+                "unique_key: use 1 to {MAX_UNIQUE_KEY} bytes with no control characters"
+            )));
+        }
+        if request.unique_for_ms.is_some() && request.unique_key.is_none() {
+            return Err(ApiError::bad_request(
+                "unique_for_ms: only with unique_key; add one or leave it out",
+            ));
+        }
+        if request.cached_secs == Some(0) {
+            return Err(ApiError::bad_request("cached_secs: must be at least 1"));
+        }
+        Ok(Self {
+            eta_ms: request.eta_ms,
+            retry: request
+                .retry
+                .as_ref()
+                .map(RetryRequest::policy)
+                .transpose()?,
+            hook: request
+                .hook
+                .as_ref()
+                .map(|h| (h.module.clone(), h.task.clone())),
+            unique_key: request.unique_key.clone(),
+            unique_for: request.unique_for_ms.map(Duration::from_millis),
+            cached: request
+                .cached_secs
+                .map(|secs| Duration::from_secs(u64::from(secs))),
+        })
+    }
+
+    /// Puts what was asked for into the task.
+    fn apply(self, task: &mut TaskRequest) {
+        if self.eta_ms.is_some() {
+            task.eta_ms = self.eta_ms;
+        }
+        task.retry = self.retry;
+        task.hook = self.hook;
+        task.unique_key = self.unique_key;
+        task.unique_for = self.unique_for;
+        task.cached = self.cached;
+    }
+}
+
+/// The ids a tenant's new task makes its own: the task's, and its hook's
+/// (derived from it) so the caller can read what the hook did.
+fn owned_ids(record: &TaskRecord) -> Vec<String> {
+    let mut ids = vec![record.id.clone()];
+    if record.hook.is_some() {
+        ids.push(hook_id(&record.id));
+    }
+    ids
+}
+
+/// A refusal for a held unique key, in the caller's own terms (the key as
+/// it gave it, not as the store keeps it per tenant).
+fn own_terms(error: ClientError, tenant: &str) -> ApiError {
+    match error {
+        ClientError::Duplicate { key, holder } => ClientError::Duplicate {
+            key: key
+                .strip_prefix(&format!("{tenant}/"))
+                .map_or(key.clone(), str::to_owned),
+            holder,
+        }
+        .into(),
+        other => other.into(),
+    }
 }
 
 /// Queue a task.
@@ -251,7 +466,8 @@ async fn prepare(
         (status = 400, description = "Bad arguments, names or limits", body = ErrorBody),
         (status = 401, description = "No valid key", body = ErrorBody),
         (status = 403, description = "A limit over the tenant's quota, or an admin key", body = ErrorBody),
-        (status = 404, description = "No such module for this tenant", body = ErrorBody),
+        (status = 404, description = "No such module (or hook module) for this tenant", body = ErrorBody),
+        (status = 409, description = "A task with the same unique_key is queued or running: nothing was queued", body = ErrorBody),
         (status = 413, description = "Body over its limit", body = ErrorBody),
         (status = 429, description = "The tenant's queue is full (max_queued)", body = ErrorBody),
         (status = 503, description = "Broker or store unreachable", body = ErrorBody),
@@ -268,11 +484,12 @@ pub async fn enqueue(
     let record = state
         .client
         .enqueue_for_tenant(&tenant.name, &task, digest, module_name)
-        .await?;
+        .await
+        .map_err(|e| own_terms(e, &tenant.name))?;
     state
         .client
         .store()
-        .own_tasks(&tenant.name, std::slice::from_ref(&record.id))
+        .own_tasks(&tenant.name, &owned_ids(&record))
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -330,7 +547,13 @@ pub async fn enqueue_batch(
     }
     let mut prepared = Vec::with_capacity(batch.tasks.len());
     let mut modules = HashMap::new();
-    for request in &batch.tasks {
+    for (i, request) in batch.tasks.iter().enumerate() {
+        if request.unique_key.is_some() {
+            // A held key would stop the batch part way: not all-or-none.
+            return Err(ApiError::bad_request(format!(
+                "tasks[{i}].unique_key: not taken in a batch; POST /v1/tasks each task with a unique key"
+            )));
+        }
         let (_, task) = prepare(&state, tenant, request, &mut modules).await?;
         prepared.push(task);
     }
@@ -338,7 +561,15 @@ pub async fn enqueue_batch(
         .client
         .enqueue_many_for_tenant(&tenant.name, &prepared)
         .await?;
-    state.client.store().own_tasks(&tenant.name, &ids).await?;
+    let mut owned = ids.clone();
+    owned.extend(
+        prepared
+            .iter()
+            .zip(&ids)
+            .filter(|((task, _, _), _)| task.hook.is_some())
+            .map(|(_, id)| hook_id(id)),
+    );
+    state.client.store().own_tasks(&tenant.name, &owned).await?;
     Ok((StatusCode::CREATED, axum::Json(BatchEnqueued { ids })))
 }
 
@@ -363,7 +594,9 @@ async fn owned(state: &AppState, tenant: &str, id: &str) -> Result<(), ApiError>
     }
 }
 
-/// A task's state and result; with `wait`, waits for the result.
+/// A task's state (`queued` with its due time when deferred, `running`,
+/// `finished` with its result, `pruned`) and result; with `wait`, waits
+/// for it to end.
 #[utoipa::path(get, path = "/v1/tasks/{id}", tag = "tasks",
     params(("id" = String, Path, description = "Task id"), WaitQuery),
     responses(
@@ -384,21 +617,45 @@ pub async fn get(
     let tenant = caller.tenant()?;
     owned(&state, &tenant.name, &id).await?;
     let wait = Duration::from_secs(query.wait.unwrap_or(0).min(MAX_WAIT_SECS));
-    let result = if wait.is_zero() {
-        state.client.result(&id).await?
+    let task_state = if wait.is_zero() {
+        state.client.state(&id).await?
     } else {
-        state.client.wait(&id, wait).await?
+        state.client.wait_state(&id, wait).await?
     };
-    Ok(axum::Json(TaskView {
-        status: if result.is_some() {
+    let mut view = TaskView {
+        status: if task_state.has_ended() {
             "finished"
         } else {
             "pending"
         }
         .into(),
-        result: result.map(|r| ResultView::new(r, &tenant.name)),
+        state: task_state.name().into(),
+        due_at_ms: None,
+        started_at_ms: None,
+        pruned: None,
+        result: None,
         id,
-    }))
+    };
+    match task_state {
+        TaskState::Finished(result) => view.result = Some(ResultView::new(*result, &tenant.name)),
+        TaskState::Pruned(tombstone) => {
+            view.pruned = Some(PrunedView {
+                outcome: tombstone.outcome,
+                stopped_at_ms: tombstone.stopped_at_ms,
+                pruned_at_ms: tombstone.pruned_at_ms,
+            });
+        }
+        TaskState::Running { started_at_ms, .. } => view.started_at_ms = Some(started_at_ms),
+        TaskState::Queued { due_at_ms } => view.due_at_ms = due_at_ms,
+        // Owned, yet no record anywhere: its queue was purged.
+        TaskState::Unknown => {
+            return Err(ApiError::not_found(format!(
+                "task `{}` has no result and is not waiting (its queue was purged, or its cached result expired): enqueue it again",
+                view.id
+            )));
+        }
+    }
+    Ok(axum::Json(view))
 }
 
 /// What a cancel did.

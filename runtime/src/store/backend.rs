@@ -96,7 +96,7 @@ async fn sqlite(url: &str, path: &str) -> Result<Backend, StoreError> {
 }
 
 async fn sqlite_setup(options: SqliteConnectOptions) -> Result<SqlitePool, sqlx::Error> {
-    let pool = SqlitePoolOptions::new()
+    let pool = wasq_brokers::sqlite_pool::discard_unfinished_transactions(SqlitePoolOptions::new())
         .max_connections(4)
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .connect_with(options)

@@ -137,8 +137,8 @@ impl Store {
         })
     }
 
-    /// Tasks of `tenant` (or of every tenant) that have no result yet,
-    /// newest first. Tasks enqueued without a tenant are not tracked
+    /// Tasks of `tenant` (or of every tenant) that have no result yet
+    /// (nor a tombstone of one pruned), newest first. Tasks enqueued without a tenant are not tracked
     /// before they finish, so they are not here.
     pub async fn waiting_tasks(
         &self,
@@ -150,6 +150,7 @@ impl Store {
                 "SELECT t.id, t.tenant, t.at FROM wasq_tenant_tasks t
                  WHERE ($1 = '' OR t.tenant = $1)
                    AND NOT EXISTS (SELECT 1 FROM wasq_results r WHERE r.id = t.id)
+                   AND NOT EXISTS (SELECT 1 FROM wasq_pruned p WHERE p.task_id = t.id)
                  ORDER BY t.at DESC, t.id LIMIT $2",
             )
             .bind(tenant.unwrap_or(""))

@@ -1,5 +1,5 @@
 //! The store: task results, the module registry (the bytes live here, so
-//! every worker of every machine can fetch them), rejected packages and
+//! every worker of every machine can fetch them), refused packages and
 //! cluster heartbeats. Two backends behind one API: SQLite (one file, the
 //! embedded default) and PostgreSQL (for many machines). The SQL is written
 //! once where the dialects agree (`$1` parameters work in both) and per
@@ -12,7 +12,7 @@ use crate::Digest;
 use backend::Backend;
 use cache::ResultCache;
 pub use types::{
-    ClusterStatus, ModuleInfo, OutcomeCounts, RUNNING_REPORTED, Rejected, RunningTask, TaskResult,
+    ClusterStatus, ModuleInfo, OutcomeCounts, RUNNING_REPORTED, RunningTask, TaskResult,
     now_ms,
 };
 
@@ -78,15 +78,22 @@ mod backend;
 mod backlog;
 mod browse;
 mod cache;
+mod dead_letter;
+mod prune;
+mod runs;
 mod schedules;
 mod schema;
+mod state;
 mod tenants;
 mod types;
 mod workflow;
 
 pub use backlog::BacklogFull;
+pub use dead_letter::{DeadLetter, Refusal};
 pub use browse::{OutcomeBucket, ResultFilter, WaitingTask};
+pub use prune::TOMBSTONES;
 pub use schedules::{Schedule, ScheduleFire, ScheduleSpec};
+pub use state::{TaskState, Tombstone};
 pub use tenants::{AuditEntry, StoredKey, TenantModule};
 pub use workflow::{CancelState, Deferred, Followup, Followups};
 
@@ -311,7 +318,8 @@ impl Store {
     /// one is ignored (the first completion wins: a late duplicate from a
     /// lost lease can neither overwrite nor duplicate it). Returns, per
     /// result, whether it was saved. Applies `save_limit` (0 keeps all
-    /// successes, -1 none; failures are always kept).
+    /// successes, -1 none; failures are always kept), exactly, leaving a
+    /// tombstone per success it prunes (see `prune.rs`).
     ///
     /// Results with a cache time go to the result cache when there is one
     /// (and to the database when there is none).
@@ -394,6 +402,12 @@ impl Store {
                     let done = backlog::insert_result!(tx, r);
                     saved.push(done.rows_affected() == 1);
                 }
+                for r in results {
+                    sqlx::query(runs::FORGET_SQLITE)
+                        .bind(&r.id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 let saved_ids: HashSet<&str> = results
                     .iter()
                     .zip(&saved)
@@ -408,13 +422,7 @@ impl Store {
                         .await?;
                 }
                 write_followups!(tx, followups, saved_ids);
-                for queue in pruned_queues(results, save_limit) {
-                    sqlx::query(PRUNE)
-                        .bind(save_limit - 1)
-                        .bind(queue)
-                        .execute(&mut *tx)
-                        .await?;
-                }
+                prune::sqlite(&mut tx, results, save_limit).await?;
                 tx.commit().await?;
                 Ok(saved)
             }
@@ -467,6 +475,10 @@ impl Store {
                     .chain(results.iter().filter(|r| !keep(r)).map(|r| r.id.as_str()))
                     .chain(also_saved.iter().map(String::as_str))
                     .collect();
+                sqlx::query(runs::FORGET_POSTGRES)
+                    .bind(results.iter().map(|r| r.id.as_str()).collect::<Vec<_>>())
+                    .execute(&mut *tx)
+                    .await?;
                 let released: Vec<&str> = released(results, also_saved).collect();
                 if !released.is_empty() {
                     sqlx::query("DELETE FROM wasq_tenant_pending WHERE task_id = ANY($1)")
@@ -475,13 +487,7 @@ impl Store {
                         .await?;
                 }
                 write_followups!(tx, followups, saved_ids);
-                for queue in pruned_queues(results, save_limit) {
-                    sqlx::query(PRUNE)
-                        .bind(save_limit - 1)
-                        .bind(queue)
-                        .execute(&mut *tx)
-                        .await?;
-                }
+                prune::postgres(&mut tx, results, save_limit).await?;
                 tx.commit().await?;
                 // A task id twice in one batch: only its first is saved.
                 let mut inserted: std::collections::HashSet<String> =
@@ -537,7 +543,8 @@ impl Store {
         Ok((successes as u64, failures as u64))
     }
 
-    /// Counts of stored results per outcome, and of rejected packages.
+    /// Counts of stored results per outcome, and of packages no cluster
+    /// would run (see `dead_letter`).
     pub async fn counts(&self) -> Result<OutcomeCounts, StoreError> {
         let (by_outcome, rejected): (Vec<(String, i64)>, i64) = with_pool!(self, pool => {
             let by_outcome = sqlx::query_as(
@@ -545,7 +552,9 @@ impl Store {
             )
             .fetch_all(pool)
             .await?;
-            let rejected = sqlx::query_scalar("SELECT COUNT(*) FROM wasq_rejected")
+            let rejected = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM wasq_dead_letters WHERE dead_at IS NOT NULL",
+            )
                 .fetch_one(pool)
                 .await?;
             (by_outcome, rejected)
@@ -557,49 +566,6 @@ impl Store {
                 .collect(),
             rejected: rejected as u64,
         })
-    }
-
-    /// Records a package that was refused (bad signature, undecodable).
-    pub async fn record_rejected(&self, rejected: &Rejected) -> Result<(), StoreError> {
-        with_pool!(self, pool => {
-            sqlx::query(
-                "INSERT INTO wasq_rejected (queue, broker_id, reason, size, at, cluster) VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(&rejected.queue)
-            .bind(&rejected.broker_id)
-            .bind(&rejected.reason)
-            .bind(rejected.size as i64)
-            .bind(rejected.at_ms)
-            .bind(&rejected.cluster)
-            .execute(pool)
-            .await?;
-        });
-        Ok(())
-    }
-
-    /// Rejected packages, newest first.
-    pub async fn rejected(&self, limit: u32) -> Result<Vec<Rejected>, StoreError> {
-        let rows: Vec<(String, String, String, i64, i64, String)> = with_pool!(self, pool => {
-            sqlx::query_as(
-                "SELECT queue, broker_id, reason, size, at, cluster FROM wasq_rejected ORDER BY id DESC LIMIT $1",
-            )
-            .bind(i64::from(limit))
-            .fetch_all(pool)
-            .await?
-        });
-        Ok(rows
-            .into_iter()
-            .map(
-                |(queue, broker_id, reason, size, at_ms, cluster)| Rejected {
-                    queue,
-                    broker_id,
-                    reason,
-                    size: size as u64,
-                    at_ms,
-                    cluster,
-                },
-            )
-            .collect())
     }
 
     // ---- clusters ----
@@ -657,14 +623,6 @@ impl Store {
     }
 }
 
-/// Keeps the newest `save_limit` successes: `$1` is `save_limit - 1`.
-const PRUNE: &str = "DELETE FROM wasq_results WHERE success = 1 AND queue = $2 AND stopped_at < (
-    SELECT stopped_at FROM wasq_results WHERE success = 1 AND queue = $2
-    ORDER BY stopped_at DESC LIMIT 1 OFFSET $1)";
-
-/// The queues a batch calls for [`PRUNE`] in: `save_limit` counts per
-/// queue, so one tenant's successes (in its own queue) never push out
-/// another's.
 /// The tasks whose places in their tenants' backlogs a batch of results
 /// releases: results of tenants' queues (whether saved now or a duplicate:
 /// releasing twice is nothing) and results saved in the result cache.
@@ -677,20 +635,6 @@ fn released<'a>(
         .filter(|r| crate::tenant::queue_tenant(&r.queue).is_some())
         .map(|r| r.id.as_str())
         .chain(also_saved.iter().map(String::as_str))
-}
-
-fn pruned_queues(results: &[TaskResult], save_limit: i64) -> Vec<&str> {
-    if save_limit <= 0 {
-        return Vec::new();
-    }
-    let mut queues: Vec<&str> = results
-        .iter()
-        .filter(|r| r.success)
-        .map(|r| r.queue.as_str())
-        .collect();
-    queues.sort_unstable();
-    queues.dedup();
-    queues
 }
 
 /// The store (or result cache) at `url` cannot be reached, and why; the

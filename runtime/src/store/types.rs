@@ -47,7 +47,8 @@ pub struct TaskResult {
     pub outcome: String,
     /// Whether it succeeded.
     pub success: bool,
-    /// stdout of a successful task.
+    /// stdout (within the output limit): a success's result, or what a
+    /// failure printed (shown as its `stdout`, never as a result).
     pub result: Option<Vec<u8>>,
     /// The task's log.
     pub stderr: String,
@@ -146,10 +147,22 @@ impl TaskResult {
         }
     }
 
+    /// What a failed task printed to stdout (invalid UTF-8 replaced);
+    /// `None` for a success (its stdout is its result) or when it printed
+    /// nothing.
+    pub fn failure_stdout(&self) -> Option<String> {
+        match (&self.result, self.success) {
+            (Some(bytes), false) if !bytes.is_empty() => {
+                Some(String::from_utf8_lossy(bytes).into_owned())
+            }
+            _ => None,
+        }
+    }
+
     /// The report scripts read: the fields of `wasq run --json` plus the
-    /// task's identity and times.
+    /// task's identity and times; a failure's output is its `stdout`.
     pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
+        let mut report = serde_json::json!({
             "id": self.id,
             "outcome": self.outcome,
             "result": self.result_json(),
@@ -170,7 +183,11 @@ impl TaskResult {
             "started_at_ms": self.started_at_ms,
             "stopped_at_ms": self.stopped_at_ms,
             "cluster": self.cluster,
-        })
+        });
+        if let Some(stdout) = self.failure_stdout() {
+            report["stdout"] = stdout.into();
+        }
+        report
     }
 }
 
@@ -201,23 +218,6 @@ impl OutcomeCounts {
             .map(|(_, n)| n)
             .sum()
     }
-}
-
-/// A package refused before running.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejected {
-    /// Queue it came from.
-    pub queue: String,
-    /// The broker's id of the message.
-    pub broker_id: String,
-    /// Why (bad signature, undecodable…).
-    pub reason: String,
-    /// Its size in bytes.
-    pub size: u64,
-    /// When, ms since the epoch.
-    pub at_ms: i64,
-    /// The cluster that refused it.
-    pub cluster: String,
 }
 
 /// A task running in a cluster, as its heartbeat reports it.

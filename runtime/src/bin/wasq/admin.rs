@@ -329,7 +329,7 @@ pub(crate) async fn info(args: InfoArgs) -> Result<ExitCode, CliError> {
     }
     println!();
     println!(
-        "results: {} successes, {} failures, {} rejected packages",
+        "results: {} successes, {} failures, {} failed packages (`wasq failed list`)",
         counts.successes(),
         counts.failures(),
         counts.rejected

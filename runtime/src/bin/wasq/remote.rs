@@ -38,6 +38,18 @@ impl Remote {
     /// Sends a request and returns the JSON body of a success; an error
     /// response becomes its one-line message.
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value, CliError> {
+        let (status, json) = self.exchange(request).await?;
+        if status.is_success() {
+            return Ok(json);
+        }
+        Err(refusal(status, &json))
+    }
+
+    /// Sends a request: the status and JSON body of the answer.
+    async fn exchange(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(reqwest::StatusCode, Value), CliError> {
         let response = request.bearer_auth(&self.key).send().await.map_err(|e| {
             CliError::other(anyhow::anyhow!(
                 "cannot reach the wasq server at {}: {e}; is `wasq serve` running there?",
@@ -52,31 +64,27 @@ impl Remote {
             serde_json::from_slice(&body)
                 .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()))
         };
-        if status.is_success() {
-            return Ok(json);
-        }
-        let message = json["error"]["message"]
-            .as_str()
-            .map_or_else(|| json.to_string(), str::to_owned);
-        let message = match status.as_u16() {
-            401 => format!("the server refused the key: {message}"),
-            _ => format!("the server answered {status}: {message}"),
-        };
-        Err(if status.is_client_error() && status.as_u16() != 429 {
-            CliError::usage(anyhow::anyhow!(message))
-        } else {
-            CliError::other(anyhow::anyhow!(message))
-        })
+        Ok((status, json))
     }
 
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
+    /// Queues a task; its id. A held unique key exits 1 with the server's
+    /// message, as `wasq enqueue` without `--server` does.
     pub(crate) async fn enqueue(&self, body: &Value) -> Result<String, CliError> {
-        let answer = self
-            .send(self.http.post(self.url("/v1/tasks")).json(body))
+        let (status, answer) = self
+            .exchange(self.http.post(self.url("/v1/tasks")).json(body))
             .await?;
+        if status == reqwest::StatusCode::CONFLICT
+            && let Some(message) = answer["error"]["message"].as_str()
+        {
+            return Err(CliError::other(anyhow::anyhow!("{message}")));
+        }
+        if !status.is_success() {
+            return Err(refusal(status, &answer));
+        }
         answer["id"].as_str().map(str::to_owned).ok_or_else(|| {
             CliError::other(anyhow::anyhow!("the server answered no task id: {answer}"))
         })
@@ -126,13 +134,37 @@ impl Remote {
     }
 }
 
-/// Prints a task's result as `wasq result` does; its exit code.
+/// The one-line error of an error answer: a usage error (exit 2) for what
+/// the caller can fix, else exit 1.
+fn refusal(status: reqwest::StatusCode, json: &Value) -> CliError {
+    let message = json["error"]["message"]
+        .as_str()
+        .map_or_else(|| json.to_string(), str::to_owned);
+    let message = match status.as_u16() {
+        401 => format!("the server refused the key: {message}"),
+        _ => format!("the server answered {status}: {message}"),
+    };
+    if status.is_client_error() && status.as_u16() != 429 {
+        CliError::usage(anyhow::anyhow!(message))
+    } else {
+        CliError::other(anyhow::anyhow!(message))
+    }
+}
+
+/// Prints a task's result as `wasq result` does, or the one line (with
+/// `json`, the server's JSON, whose `state` says it) of a task without
+/// one: queued, running, pruned; its exit code (1 without a result).
 pub(crate) fn print_task(task: &Value, json: bool) -> Result<ExitCode, CliError> {
     let id = task["id"].as_str().unwrap_or_default();
     let result = &task["result"];
     if result.is_null() {
+        if json {
+            println!("{task}");
+            return Ok(ExitCode::from(1));
+        }
+        let state = remote_state(task);
         return Err(CliError::other(anyhow::anyhow!(
-            "no result for task {id} yet (it may be queued or running; add --wait)"
+            crate::tasks::state_line(id, &state, None).unwrap_or_default()
         )));
     }
     let outcome = result["outcome"].as_str().unwrap_or("unknown");
@@ -160,4 +192,28 @@ pub(crate) fn print_task(task: &Value, json: bool) -> Result<ExitCode, CliError>
         eprintln!("error: task `{task_name}` ended with {outcome}{detail}");
     }
     Ok(ExitCode::from(code))
+}
+
+/// The state of a task without a result, as the server's JSON tells it.
+fn remote_state(task: &Value) -> wasq::store::TaskState {
+    use wasq::store::{TaskState, Tombstone};
+    match task["state"].as_str() {
+        Some("pruned") => TaskState::Pruned(Tombstone {
+            id: task["id"].as_str().unwrap_or_default().to_owned(),
+            outcome: task["pruned"]["outcome"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            stopped_at_ms: task["pruned"]["stopped_at_ms"].as_i64().unwrap_or_default(),
+            pruned_at_ms: task["pruned"]["pruned_at_ms"].as_i64().unwrap_or_default(),
+        }),
+        Some("running") => TaskState::Running {
+            cluster: String::new(),
+            started_at_ms: task["started_at_ms"].as_i64().unwrap_or_default(),
+        },
+        Some("queued") => TaskState::Queued {
+            due_at_ms: task["due_at_ms"].as_i64(),
+        },
+        _ => TaskState::Unknown,
+    }
 }

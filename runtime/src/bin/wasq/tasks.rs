@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 use wasq::package::TaskLimits;
-use wasq::store::TaskResult;
+use wasq::store::{TaskResult, TaskState};
 use wasq::units::{parse_duration, parse_size};
 use wasq::{Client, TaskRequest};
 
@@ -75,37 +75,6 @@ pub(crate) struct EnqueueArgs {
 
 pub(crate) async fn enqueue(args: EnqueueArgs) -> Result<ExitCode, CliError> {
     let (positional, named) = crate::run::parse_task_args(&args.args, &args.kwargs)?;
-    if let Some(remote) = args.settings.remote()? {
-        let mut body = serde_json::json!({
-            "module": args.module,
-            "task": args.task,
-            "args": positional,
-            "kwargs": named,
-        });
-        let fields = [
-            ("queue", args.queue.clone().map(serde_json::Value::from)),
-            ("group", args.group.clone().map(serde_json::Value::from)),
-            ("fuel", args.fuel.map(serde_json::Value::from)),
-            ("memory", args.memory.map(serde_json::Value::from)),
-            (
-                "timeout_ms",
-                args.task_timeout
-                    .map(|d| serde_json::Value::from(d.as_millis() as u64)),
-            ),
-        ];
-        for (name, value) in fields {
-            if let Some(value) = value {
-                body[name] = value;
-            }
-        }
-        let id = remote.enqueue(&body).await?;
-        if !args.wait {
-            print_id(&id, args.json);
-            return Ok(ExitCode::SUCCESS);
-        }
-        let task = remote.task(&id, args.timeout).await?;
-        return crate::remote::print_task(&task, args.json);
-    }
     let request = TaskRequest {
         module: args.module.clone(),
         task: args.task.clone(),
@@ -122,6 +91,15 @@ pub(crate) async fn enqueue(args: EnqueueArgs) -> Result<ExitCode, CliError> {
         ..TaskRequest::new(&args.module, &args.task)
     };
     let request = args.options.apply(request)?;
+    if let Some(remote) = args.settings.remote()? {
+        let id = remote.enqueue(&remote_body(&request)?).await?;
+        if !args.wait {
+            print_id(&id, args.json);
+            return Ok(ExitCode::SUCCESS);
+        }
+        let task = remote.task(&id, args.timeout).await?;
+        return crate::remote::print_task(&task, args.json);
+    }
     let (_, client) = args.settings.client().await?;
     let id = client.enqueue(&request).await?;
     if !args.wait {
@@ -129,6 +107,73 @@ pub(crate) async fn enqueue(args: EnqueueArgs) -> Result<ExitCode, CliError> {
         return Ok(ExitCode::SUCCESS);
     }
     wait_and_print(&client, &id, args.timeout, args.json).await
+}
+
+/// The `POST /v1/tasks` body of a request: every option `wasq enqueue`
+/// takes, so the server honours or refuses each (none is dropped). A
+/// module given as a file cannot go: the server runs uploaded modules only.
+fn remote_body(request: &TaskRequest) -> Result<serde_json::Value, CliError> {
+    use serde_json::Value;
+    if (request.module.ends_with(".wasm") || request.module.ends_with(".wat"))
+        && std::path::Path::new(&request.module).is_file()
+    {
+        return Err(CliError::usage(anyhow::anyhow!(
+            "with --server, MODULE is the name or digest of a module on the server: upload {} first (`wasq module upload {} --name NAME`), then enqueue NAME",
+            request.module,
+            request.module
+        )));
+    }
+    let mut body = serde_json::json!({
+        "module": request.module,
+        "task": request.task,
+        "args": request.args,
+        "kwargs": request.kwargs,
+    });
+    let retry = request
+        .retry
+        .as_ref()
+        .map(serde_json::to_value)
+        .transpose()
+        .map_err(CliError::other)?;
+    let fields = [
+        ("queue", request.queue.clone().map(Value::from)),
+        ("group", request.group.clone().map(Value::from)),
+        ("fuel", request.limits.fuel.map(Value::from)),
+        ("memory", request.limits.memory.map(Value::from)),
+        ("timeout_ms", request.limits.timeout_ms.map(Value::from)),
+        (
+            "priority",
+            (request.priority != 0).then(|| Value::from(request.priority)),
+        ),
+        ("eta_ms", request.eta_ms.map(Value::from)),
+        ("retry", retry),
+        (
+            "hook",
+            request
+                .hook
+                .as_ref()
+                .map(|(module, task)| serde_json::json!({"module": module, "task": task})),
+        ),
+        ("unique_key", request.unique_key.clone().map(Value::from)),
+        (
+            "unique_for_ms",
+            request
+                .unique_for
+                .map(|d| Value::from(d.as_millis().min(u128::from(u64::MAX)) as u64)),
+        ),
+        (
+            "cached_secs",
+            request
+                .cached
+                .map(|d| Value::from(d.as_secs().clamp(1, u64::from(u32::MAX)))),
+        ),
+    ];
+    for (name, value) in fields {
+        if let Some(value) = value {
+            body[name] = value;
+        }
+    }
+    Ok(body)
 }
 
 /// Prints a new task's id, as JSON with `json`.
@@ -172,13 +217,8 @@ pub(crate) async fn result(args: ResultArgs) -> Result<ExitCode, CliError> {
     if args.wait {
         return wait_and_print(&client, &args.id, args.timeout, args.json).await;
     }
-    match client.result(&args.id).await? {
-        Some(result) => Ok(print_result(&result, args.json)),
-        None => Err(CliError::other(anyhow::anyhow!(
-            "no result for task {} yet (it may be queued or running; add --wait, or check the id)",
-            args.id
-        ))),
-    }
+    let state = client.state(&args.id).await?;
+    print_state(&args.id, state, args.json, None)
 }
 
 pub(crate) async fn wait_and_print(
@@ -187,19 +227,93 @@ pub(crate) async fn wait_and_print(
     timeout: Duration,
     json: bool,
 ) -> Result<ExitCode, CliError> {
-    match client.wait(id, timeout).await? {
-        Some(result) => Ok(print_result(&result, json)),
-        None => Err(CliError::other(anyhow::anyhow!(
-            "no result for task {id} within {}; is a cluster running? (`wasq cluster`; then `wasq result {id} --wait`)",
-            wasq::units::format_duration(timeout)
+    let state = client.wait_state(id, timeout).await?;
+    print_state(id, state, json, Some(timeout))
+}
+
+/// Prints where task `id` stands: its result as `wasq run` would (and its
+/// exit code), or else one line saying whether it is queued (and when it
+/// is due), running, finished with its result pruned, or unknown (exit
+/// code 1). With `json`, an object with a `state` field instead of the
+/// line. `waited` is how long `--wait` waited, if it did.
+pub(crate) fn print_state(
+    id: &str,
+    state: TaskState,
+    json: bool,
+    waited: Option<Duration>,
+) -> Result<ExitCode, CliError> {
+    match &state {
+        TaskState::Finished(result) => Ok(print_result(result, json)),
+        _ if json => {
+            let mut report = serde_json::Map::new();
+            report.insert("id".into(), id.into());
+            report.insert("state".into(), state.name().into());
+            report.extend(state.details_json());
+            println!("{}", serde_json::Value::Object(report));
+            Ok(ExitCode::from(1))
+        }
+        _ => Err(CliError::other(anyhow::anyhow!(
+            state_line(id, &state, waited).unwrap_or_default()
         ))),
     }
+}
+
+/// The line `wasq result` prints for a task without a result (`None` for
+/// a finished one): queued (and when it is due), running, finished with
+/// its result pruned, or unknown. `waited` is how long `--wait` waited.
+pub(crate) fn state_line(id: &str, state: &TaskState, waited: Option<Duration>) -> Option<String> {
+    let within = waited
+        .map(|d| format!(" after waiting {}", wasq::units::format_duration(d)))
+        .unwrap_or_default();
+    Some(match state {
+        TaskState::Finished(_) => return None,
+        TaskState::Pruned(t) => format!(
+            "task {id} ended with {} at {}, but its result was pruned: save_limit keeps only the newest successes of each queue (raise save_limit to keep more)",
+            t.outcome,
+            utc(t.stopped_at_ms)
+        ),
+        TaskState::Running {
+            cluster,
+            started_at_ms,
+        } => {
+            let on = if cluster.is_empty() {
+                String::new()
+            } else {
+                format!(" on cluster {cluster}")
+            };
+            format!(
+                "task {id} is still running{within} (since {}{on}); wait for it with `wasq result {id} --wait`",
+                utc(*started_at_ms)
+            )
+        }
+        TaskState::Queued {
+            due_at_ms: Some(due),
+        } => format!(
+            "task {id} is queued{within}, due at {}; wait for it with `wasq result {id} --wait`",
+            utc(*due)
+        ),
+        TaskState::Queued { due_at_ms: None } => format!(
+            "task {id} is queued{within}, waiting for a worker; is a cluster running? (`wasq cluster`; then `wasq result {id} --wait`)"
+        ),
+        TaskState::Unknown => format!(
+            "task {id} has not finished{within}, and there is no record of it: it is still queued, or was never enqueued (check the id; is a cluster running? `wasq cluster`, then `wasq result {id} --wait`)"
+        ),
+    })
+}
+
+/// A time as `2026-12-02 04:30:00 UTC`.
+fn utc(ms: i64) -> String {
+    wasq::schedule::Timestamp::from_millisecond(ms)
+        .map(|t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_else(|_| format!("{ms} ms"))
 }
 
 /// Prints a result as `wasq run` would, and returns its exit code.
 pub(crate) fn print_result(result: &TaskResult, json: bool) -> ExitCode {
     if json {
-        println!("{}", result.to_json());
+        let mut report = result.to_json();
+        report["state"] = "finished".into();
+        println!("{report}");
     } else if result.success {
         let text = match result.result_json() {
             serde_json::Value::String(s)

@@ -538,7 +538,8 @@ pub(crate) async fn cancel(args: CancelArgs) -> Result<ExitCode, CliError> {
     }
 }
 
-/// Failed tasks: list them, or enqueue one again.
+/// Failed tasks and packages no cluster would run: list them, queue one
+/// again, or remove one.
 #[derive(Debug, Args)]
 pub(crate) struct FailedArgs {
     #[command(subcommand)]
@@ -547,24 +548,48 @@ pub(crate) struct FailedArgs {
 
 #[derive(Debug, Subcommand)]
 enum FailedCommand {
-    /// List failed tasks, newest first.
+    /// List failed tasks, newest first, then the packages no cluster
+    /// would run (a signature that did not verify, bytes that did not
+    /// decode, a claim their tenant does not own), kept with their bytes.
     List {
         #[command(flatten)]
         settings: Settings,
-        /// At most this many.
+        /// At most this many of each.
         #[arg(long, default_value_t = 50)]
         limit: u32,
-        /// Print JSON.
+        /// Only the packages.
+        #[arg(long)]
+        packages: bool,
+        /// Print JSON: an array of failed tasks (with --packages, of packages).
         #[arg(long)]
         json: bool,
     },
     /// Enqueue a failed task again (a new id, fresh attempts) and remove
-    /// the failure; prints the new id.
+    /// the failure, printing the new id; or, with --package, re-sign a
+    /// failed package with this configuration's secret and queue it again
+    /// (its task id kept), printing the task id. A package's contents were
+    /// never verified: resubmit only what you trust (most often tasks
+    /// refused by a cluster that had the wrong secret).
     Resubmit {
         #[command(flatten)]
         settings: Settings,
         /// The failed task's id.
-        id: String,
+        #[arg(required_unless_present = "package", conflicts_with = "package")]
+        id: Option<String>,
+        /// The digest of a failed package (or its first 8 or more digits).
+        #[arg(long, value_name = "DIGEST")]
+        package: Option<String>,
+    },
+    /// Delete a failed task's result, or with --package a failed package.
+    Remove {
+        #[command(flatten)]
+        settings: Settings,
+        /// The failed task's id.
+        #[arg(required_unless_present = "package", conflicts_with = "package")]
+        id: Option<String>,
+        /// The digest of a failed package (or its first 8 or more digits).
+        #[arg(long, value_name = "DIGEST")]
+        package: Option<String>,
     },
 }
 
@@ -573,9 +598,23 @@ pub(crate) async fn failed(args: FailedArgs) -> Result<ExitCode, CliError> {
         FailedCommand::List {
             settings,
             limit,
+            packages,
             json,
         } => {
             let (_, client) = settings.client().await?;
+            let dead = client
+                .store()
+                .dead_letters(limit)
+                .await
+                .map_err(ClientError::from)?;
+            if packages {
+                if json {
+                    println!("{}", serde_json::to_value(&dead).map_err(CliError::other)?);
+                } else {
+                    print_packages(&dead);
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
             let failures = client
                 .store()
                 .failures(limit)
@@ -588,6 +627,10 @@ pub(crate) async fn failed(args: FailedArgs) -> Result<ExitCode, CliError> {
             }
             if failures.is_empty() {
                 println!("no failed tasks");
+                if !dead.is_empty() {
+                    println!();
+                    print_packages(&dead);
+                }
                 return Ok(ExitCode::SUCCESS);
             }
             println!(
@@ -605,13 +648,84 @@ pub(crate) async fn failed(args: FailedArgs) -> Result<ExitCode, CliError> {
                     f.id, f.outcome, f.task, f.attempts
                 );
             }
+            if !dead.is_empty() {
+                println!();
+                print_packages(&dead);
+            }
             Ok(ExitCode::SUCCESS)
         }
-        FailedCommand::Resubmit { settings, id } => {
+        FailedCommand::Resubmit {
+            settings,
+            id,
+            package,
+        } => {
             let (_, client) = settings.client().await?;
-            let new_id = client.resubmit(&id).await?;
+            let new_id = match (id, package) {
+                (_, Some(digest)) => client.resubmit_package(&digest).await?,
+                (Some(id), None) => client.resubmit(&id).await?,
+                (None, None) => return Err(CliError::usage(anyhow!("give a task id or --package DIGEST"))),
+            };
             println!("{new_id}");
             Ok(ExitCode::SUCCESS)
         }
+        FailedCommand::Remove {
+            settings,
+            id,
+            package,
+        } => {
+            let (_, client) = settings.client().await?;
+            let store = client.store();
+            let removed = match (&id, &package) {
+                (_, Some(digest)) => match store.dead_letter(digest).await.map_err(ClientError::from)? {
+                    Some((dead, _)) => store
+                        .remove_dead_letter(&dead.digest)
+                        .await
+                        .map_err(ClientError::from)?,
+                    None => false,
+                },
+                (Some(id), None) => {
+                    let failed = store
+                        .result(id)
+                        .await
+                        .map_err(ClientError::from)?
+                        .is_some_and(|r| !r.success);
+                    failed && store.remove_result(id).await.map_err(ClientError::from)?
+                }
+                (None, None) => return Err(CliError::usage(anyhow!("give a task id or --package DIGEST"))),
+            };
+            if !removed {
+                let what = package.map_or_else(
+                    || format!("no failed task with id `{}`", id.unwrap_or_default()),
+                    |d| format!("no failed package with digest `{d}`"),
+                );
+                return Err(CliError::other(anyhow!("{what}; see `wasq failed list`")));
+            }
+            println!("removed");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// The failed packages as an aligned table.
+fn print_packages(dead: &[wasq::store::DeadLetter]) {
+    if dead.is_empty() {
+        println!("no failed packages");
+        return;
+    }
+    println!("packages no cluster would run (re-sign with `wasq failed resubmit --package DIGEST`):");
+    println!(
+        "{:<16}  {:<32}  {:<10}  {:<16}  {:>8}  REASON",
+        "DIGEST", "TASK ID", "VERIFIED", "QUEUE", "REFUSALS"
+    );
+    for d in dead {
+        println!(
+            "{:<16}  {:<32}  {:<10}  {:<16}  {:>8}  {}",
+            &d.digest[..d.digest.len().min(16)],
+            d.task_id.as_deref().unwrap_or("?"),
+            if d.verified { "yes" } else { "no" },
+            d.queue,
+            d.refusals,
+            d.reason.replace('\n', " ").chars().take(60).collect::<String>()
+        );
     }
 }
