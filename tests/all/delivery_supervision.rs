@@ -18,9 +18,7 @@ use serde_json::json;
 use wasq::cluster::PartFailure;
 use wasq::store::Store;
 use wasq::{Client, Cluster, Config, Sandbox, TaskRequest};
-use wasq_brokers::{
-    AckId, Broker, BrokerError, BrokerInfo, Delivery, MemoryBroker, SharedBroker,
-};
+use wasq_brokers::{AckId, Broker, BrokerError, BrokerInfo, Delivery, MemoryBroker, SharedBroker};
 use wasq_tests::{ClusterProcess, dir_with_module, eventually, wasm, wasq_env, wasq_in};
 
 /// The secret every cluster and client of these tests signs with.
@@ -218,7 +216,11 @@ async fn within<T>(limit: Duration, what: &str, future: impl Future<Output = T>)
 }
 
 /// Polls `check` (async) every 50 ms until it holds, at most `limit`.
-async fn until<F: Future<Output = bool>>(limit: Duration, what: &str, mut check: impl FnMut() -> F) {
+async fn until<F: Future<Output = bool>>(
+    limit: Duration,
+    what: &str,
+    mut check: impl FnMut() -> F,
+) {
     within(limit, what, async {
         while !check().await {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -247,7 +249,12 @@ async fn a_panicking_pusher_stops_the_cluster_gracefully_and_says_why() {
     .await;
     // The pusher's next take, once a task is done, panics.
     faulty.armed.store(true, Ordering::SeqCst);
-    let failure = within(Duration::from_secs(60), "the failure", cluster.wait_failure()).await;
+    let failure = within(
+        Duration::from_secs(60),
+        "the failure",
+        cluster.wait_failure(),
+    )
+    .await;
     assert_eq!(failure.part(), "pusher", "{failure}");
     let stopped = within(
         Duration::from_secs(60),
@@ -291,7 +298,11 @@ async fn a_lease_keeper_that_panics_is_restarted() {
         .expect("a result");
     assert!(result.success, "{result:?}");
     assert_eq!(faulty.panicked.load(Ordering::SeqCst), 1);
-    assert_eq!(cluster.started(), 1, "the task ran again: its lease was lost");
+    assert_eq!(
+        cluster.started(),
+        1,
+        "the task ran again: its lease was lost"
+    );
     assert_eq!(cluster.failure(), None);
     let stopped = cluster.stop(Duration::from_secs(30)).await;
     assert_eq!(stopped.failure, None);
@@ -310,7 +321,12 @@ async fn a_part_that_keeps_failing_stops_the_cluster() {
     .await;
     setup.enqueue("sleep", json!([60_000]), 2).await;
     let cluster = setup.start();
-    let failure = within(Duration::from_secs(60), "the failure", cluster.wait_failure()).await;
+    let failure = within(
+        Duration::from_secs(60),
+        "the failure",
+        cluster.wait_failure(),
+    )
+    .await;
     let stopped = cluster.stop(Duration::from_millis(100)).await;
     assert_eq!(stopped.failure.as_ref(), Some(&failure));
     match failure {
@@ -541,7 +557,10 @@ fn the_stop_line_counts_the_tasks_finished_during_the_stop() {
     let dir = dir_with_module("basics");
     let mut cluster = ClusterProcess::start(dir.path(), &["--workers", "4"], &[]);
     for _ in 0..12 {
-        let run = wasq_in(dir.path(), &["enqueue", "basics", "sleep", "--args", "[1500]"]);
+        let run = wasq_in(
+            dir.path(),
+            &["enqueue", "basics", "sleep", "--args", "[1500]"],
+        );
         assert_eq!(run.code, 0, "{run:?}");
     }
     let successes = || {

@@ -338,7 +338,10 @@ impl Cluster {
                 "pusher",
                 tokio::spawn(pusher::run(shared.clone(), job_tx, done_tx.clone())),
             ),
-            watch("monitor", tokio::spawn(monitor::run(shared.clone(), done_rx))),
+            watch(
+                "monitor",
+                tokio::spawn(monitor::run(shared.clone(), done_rx)),
+            ),
             // Stateless loops: restarted.
             supervise::restarting(shared.clone(), "lease keeper", {
                 let shared = shared.clone();

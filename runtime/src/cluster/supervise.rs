@@ -221,10 +221,7 @@ where
             if shared.stopping() {
                 // Nothing to restart it for; the stop is told of the panic.
                 tracing::error!(part, %message, "a part of the cluster failed while stopping");
-                fail(
-                    &shared,
-                    PartFailure::Panicked { part, message },
-                );
+                fail(&shared, PartFailure::Panicked { part, message });
                 return;
             }
             if failures.len() > RESTARTS {
