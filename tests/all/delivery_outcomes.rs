@@ -212,8 +212,10 @@ fn wasq_result_tells_unknown_queued_running_finished_and_pruned_apart() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_api_tells_unknown_queued_running_finished_and_pruned_apart() {
     // Long enough a sleep that it still runs when looked at.
+    // Four workers: a tenant's share is all but one, so the sleeper
+    // leaves room for the others.
     let service = Service::start(
-        &["--workers", "2"],
+        &["--workers", "4"],
         &[("WASQ_SAVE_LIMIT", "1"), ("WASQ_TIMEOUT", "600s")],
     );
     let key = service.tenant("acme", &[]);
