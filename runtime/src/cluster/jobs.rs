@@ -209,26 +209,33 @@ async fn execute(
     }
     let execution = match module_for(&shared, &job.record.module).await {
         Ok(module) => {
-            match shared.runs.count(&job.record.id, job.record.attempt).await {
-                Ok(runs) => job.runs = runs,
-                Err(error) => {
-                    // Uncounted, a run could not be told from one that never
-                    // started: the task waits for the store, holding its
-                    // worker a moment so a store that refuses at once (a
-                    // full disk) is not asked again and again.
-                    tracing::debug!(%error, "cannot count a run in the store; handing the task back");
-                    let mut stop = shared.stop.clone();
-                    tokio::select! {
-                        _ = tokio::time::sleep(STORE_PAUSE) => {}
-                        _ = super::stopped(&mut stop) => {}
+            // A redelivery's run is counted before it starts (it may be
+            // the one too many); a first delivery's once it lasts (see
+            // `runs`).
+            let redelivered = job.deliveries > 1;
+            if redelivered {
+                match shared.runs.count(&job.record.id, job.record.attempt).await {
+                    Ok(runs) => job.runs = runs,
+                    Err(error) => {
+                        // Uncounted, a run could not be told from one that
+                        // never started: the task waits for the store,
+                        // holding its worker a moment so a store that
+                        // refuses at once (a full disk) is not asked again
+                        // and again.
+                        tracing::debug!(%error, "cannot count a run in the store; handing the task back");
+                        let mut stop = shared.stop.clone();
+                        tokio::select! {
+                            _ = tokio::time::sleep(STORE_PAUSE) => {}
+                            _ = super::stopped(&mut stop) => {}
+                        }
+                        hand_back(&shared, &job.ack).await;
+                        return 0;
                     }
-                    hand_back(&shared, &job.ack).await;
+                }
+                if job.runs > shared.config.max_attempts {
+                    let _ = done.send(Completion::abandoned(&shared, job));
                     return 0;
                 }
-            }
-            if job.runs > shared.config.max_attempts {
-                let _ = done.send(Completion::abandoned(&shared, job));
-                return 0;
             }
             let mut call = TaskCall {
                 module: job.record.module_name.clone(),
@@ -265,6 +272,8 @@ async fn execute(
                 task = %job.record.task,
                 attempt = job.record.attempt,
             );
+            let ticket = (!redelivered)
+                .then(|| shared.runs.count_soon(&job.record.id, job.record.attempt));
             let cancel = shared.start_cancellable(&job.record, limits.fuel);
             let execution = async {
                 tracing::debug!(deliveries = job.deliveries, "started");
@@ -283,6 +292,9 @@ async fn execute(
             .instrument(span)
             .await;
             shared.end_cancellable(&job.record.id);
+            if let Some(ticket) = ticket {
+                job.runs = shared.runs.finish(ticket).await;
+            }
             // Removed on a blocking thread, however deep it is, before the
             // result goes out.
             if let Some(dir) = scratch {
