@@ -22,9 +22,7 @@ pub fn discard_unfinished_transactions(options: SqlitePoolOptions) -> SqlitePool
             // queued, so the depth read next is the settled one.
             conn.ping().await?;
             if conn.is_in_transaction() {
-                tracing::warn!(
-                    "closing a SQLite connection left inside a failed transaction"
-                );
+                tracing::warn!("closing a SQLite connection left inside a failed transaction");
                 return Ok(false);
             }
             Ok(true)
@@ -82,14 +80,20 @@ mod tests {
                 .begin_with("BEGIN IMMEDIATE")
                 .await
                 .expect("a new transaction after a failed one");
-            sqlx::query("DELETE FROM t").execute(&mut *tx).await.unwrap();
+            sqlx::query("DELETE FROM t")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
             sqlx::query("INSERT INTO t (id) VALUES (1)")
                 .execute(&mut *tx)
                 .await
                 .unwrap();
             tx.commit().await.unwrap();
         }
-        assert!(full, "the database never filled up: the test proves nothing");
+        assert!(
+            full,
+            "the database never filled up: the test proves nothing"
+        );
         let other = SqlitePoolOptions::new()
             .connect_with(options.pragma("max_page_count", "100000"))
             .await
@@ -98,6 +102,9 @@ mod tests {
             .fetch_one(&other)
             .await
             .unwrap();
-        assert_eq!(rows, 1, "the committed row is visible to another connection");
+        assert_eq!(
+            rows, 1,
+            "the committed row is visible to another connection"
+        );
     }
 }

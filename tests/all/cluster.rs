@@ -236,7 +236,8 @@ async fn tampered_and_foreign_packages_are_refused_and_kept() {
         assert!(!d.verified, "{d:?}");
     }
     assert!(
-        dead.iter().any(|d| d.task_id.as_deref() == Some(foreign.as_str())),
+        dead.iter()
+            .any(|d| d.task_id.as_deref() == Some(foreign.as_str())),
         "{dead:?}"
     );
     assert!(

@@ -171,7 +171,9 @@ async fn graceful_stops_do_not_use_up_attempts() {
 async fn runs_that_never_end_are_given_up_after_max_attempts() {
     let setup = Setup::new(None);
     let client = setup.client().await;
-    let id = enqueue(&client, "sleep", json!([60_000]), 1).await.remove(0);
+    let id = enqueue(&client, "sleep", json!([60_000]), 1)
+        .await
+        .remove(0);
     let env = [
         ("WASQ_MAX_ATTEMPTS", "2"),
         ("WASQ_RETRY", "1s"),
@@ -203,10 +205,14 @@ async fn a_cluster_with_the_wrong_secret_leaves_tasks_to_a_right_one() {
     let setup = Setup::new(None);
     let client = setup.client().await;
     let _right = setup.cluster(&["--name", "right"], &[]);
-    eventually(Duration::from_secs(30), "the right cluster's heartbeat", || {
-        let clusters = block(client.store().clusters(Duration::from_secs(10)));
-        (!clusters.is_empty()).then_some(())
-    });
+    eventually(
+        Duration::from_secs(30),
+        "the right cluster's heartbeat",
+        || {
+            let clusters = block(client.store().clusters(Duration::from_secs(10)));
+            (!clusters.is_empty()).then_some(())
+        },
+    );
     let _wrong = setup.cluster(&["--name", "wrong"], &[("WASQ_SECRET", "not-the-secret")]);
     eventually(Duration::from_secs(30), "both heartbeats", || {
         let clusters = block(client.store().clusters(Duration::from_secs(10)));
@@ -239,12 +245,20 @@ async fn packages_no_cluster_can_verify_are_kept_and_can_be_resubmitted() {
     let listed = setup.wasq(&["failed", "list"], &[]);
     assert_eq!(listed.code, 0, "{listed:?}");
     for id in &ids {
-        assert!(listed.stdout.contains(id.as_str()), "{id} not listed: {listed:?}");
+        assert!(
+            listed.stdout.contains(id.as_str()),
+            "{id} not listed: {listed:?}"
+        );
         assert!(client.result(id).await.unwrap().is_none(), "it never ran");
     }
-    let json = setup.wasq(&["failed", "list", "--packages", "--json"], &[]).json();
+    let json = setup
+        .wasq(&["failed", "list", "--packages", "--json"], &[])
+        .json();
     assert_eq!(json.as_array().map(Vec::len), Some(3), "{json}");
-    assert!(dead.iter().all(|d| d.reason.contains("signature")), "{dead:?}");
+    assert!(
+        dead.iter().all(|d| d.reason.contains("signature")),
+        "{dead:?}"
+    );
 
     let _right = setup.cluster(&[], &[]);
     let (removed, resubmitted) = dead.split_at(1);
@@ -265,5 +279,8 @@ async fn packages_no_cluster_can_verify_are_kept_and_can_be_resubmitted() {
     assert!(block(client.store().dead_letters(10)).is_empty());
     let run = setup.wasq(&["failed", "remove", "--package", &removed[0].digest], &[]);
     assert_ne!(run.code, 0, "removed already: {run:?}");
-    assert!(run.one_line_error().contains("no failed package"), "{run:?}");
+    assert!(
+        run.one_line_error().contains("no failed package"),
+        "{run:?}"
+    );
 }

@@ -272,8 +272,8 @@ async fn execute(
                 task = %job.record.task,
                 attempt = job.record.attempt,
             );
-            let ticket = (!redelivered)
-                .then(|| shared.runs.count_soon(&job.record.id, job.record.attempt));
+            let ticket =
+                (!redelivered).then(|| shared.runs.count_soon(&job.record.id, job.record.attempt));
             let cancel = shared.start_cancellable(&job.record, limits.fuel);
             let execution = async {
                 tracing::debug!(deliveries = job.deliveries, "started");

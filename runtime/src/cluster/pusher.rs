@@ -13,8 +13,8 @@ use wasq_brokers::Delivery;
 
 use super::Shared;
 use super::binding::Unbound;
-use super::refusal::{Refused, refuse};
 use super::jobs::{Completion, Job};
+use super::refusal::{Refused, refuse};
 
 /// The longest pause between attempts to reach a broker that is down.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);

@@ -62,12 +62,19 @@ pub(crate) struct Refused {
 }
 
 /// Records a refusal, then buries the package or hands it back.
-pub(crate) async fn refuse(shared: &Arc<Shared>, queue: &Arc<str>, delivery: Delivery, refused: Refused) {
+pub(crate) async fn refuse(
+    shared: &Arc<Shared>,
+    queue: &Arc<str>,
+    delivery: Delivery,
+    refused: Refused,
+) {
     shared.refusals.refused(&refused.reason);
     let digest = crate::Digest::of(&delivery.payload).to_string();
-    let task_id = refused
-        .task_id
-        .or_else(|| crate::package::read_unverified(&delivery.payload).ok().map(|r| r.id));
+    let task_id = refused.task_id.or_else(|| {
+        crate::package::read_unverified(&delivery.payload)
+            .ok()
+            .map(|r| r.id)
+    });
     let refusal = Refusal {
         digest: digest.clone(),
         queue: queue.to_string(),

@@ -125,7 +125,11 @@ impl RunCounter {
 
 /// The writer: takes every run to count now, and every first delivery's
 /// run that has lasted, counts them in one transaction, answers each.
-async fn write(store: Store, mut requests: mpsc::UnboundedReceiver<Request>, soon: Arc<Mutex<Soon>>) {
+async fn write(
+    store: Store,
+    mut requests: mpsc::UnboundedReceiver<Request>,
+    soon: Arc<Mutex<Soon>>,
+) {
     let mut later: Vec<Request> = Vec::new();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

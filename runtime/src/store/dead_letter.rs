@@ -115,12 +115,10 @@ impl Store {
         let select = format!("SELECT {COLUMNS} FROM wasq_dead_letters WHERE digest = $1");
         macro_rules! record {
             ($tx:ident) => {{
-                sqlx::query(
-                    "DELETE FROM wasq_dead_letters WHERE dead_at IS NULL AND last_at < $1",
-                )
-                .bind(now - FORGET_REFUSED_MS)
-                .execute(&mut *$tx)
-                .await?;
+                sqlx::query("DELETE FROM wasq_dead_letters WHERE dead_at IS NULL AND last_at < $1")
+                    .bind(now - FORGET_REFUSED_MS)
+                    .execute(&mut *$tx)
+                    .await?;
                 sqlx::query(UPSERT)
                     .bind(&refusal.digest)
                     .bind(&refusal.queue)

@@ -12,8 +12,7 @@ use crate::Digest;
 use backend::Backend;
 use cache::ResultCache;
 pub use types::{
-    ClusterStatus, ModuleInfo, OutcomeCounts, RUNNING_REPORTED, RunningTask, TaskResult,
-    now_ms,
+    ClusterStatus, ModuleInfo, OutcomeCounts, RUNNING_REPORTED, RunningTask, TaskResult, now_ms,
 };
 
 /// Runs `$body` with `$pool` bound to the backend's pool; the body is
@@ -89,8 +88,8 @@ mod types;
 mod workflow;
 
 pub use backlog::BacklogFull;
-pub use dead_letter::{DeadLetter, Refusal};
 pub use browse::{OutcomeBucket, ResultFilter, WaitingTask};
+pub use dead_letter::{DeadLetter, Refusal};
 pub use prune::TOMBSTONES;
 pub use schedules::{Schedule, ScheduleFire, ScheduleSpec};
 pub use state::{TaskState, Tombstone};

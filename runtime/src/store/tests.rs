@@ -250,7 +250,10 @@ async fn clusters_and_rejections(store: Store) {
         size: 3,
     };
     let first = store.record_refusal(&refusal).await.unwrap();
-    assert_eq!((first.refusals, first.refusers.as_slice()), (1, ["c1".to_owned()].as_slice()));
+    assert_eq!(
+        (first.refusals, first.refusers.as_slice()),
+        (1, ["c1".to_owned()].as_slice())
+    );
     let again = store
         .record_refusal(&Refusal {
             cluster: "c2".into(),
@@ -260,7 +263,10 @@ async fn clusters_and_rejections(store: Store) {
         .unwrap();
     assert_eq!(again.refusals, 2);
     assert_eq!(again.refusers, ["c1", "c2"]);
-    assert!(store.dead_letters(10).await.unwrap().is_empty(), "not buried yet");
+    assert!(
+        store.dead_letters(10).await.unwrap().is_empty(),
+        "not buried yet"
+    );
     assert_eq!(store.counts().await.unwrap().rejected, 0);
     store.bury(&refusal.digest, b"pkg").await.unwrap();
     let dead = store.dead_letters(10).await.unwrap();
@@ -268,7 +274,10 @@ async fn clusters_and_rejections(store: Store) {
     assert_eq!(dead[0].task_id.as_deref(), Some("t1"));
     assert!(dead[0].dead_at_ms.is_some());
     let (found, bytes) = store.dead_letter("abababab").await.unwrap().unwrap();
-    assert_eq!((found.digest.as_str(), bytes.as_slice()), (refusal.digest.as_str(), &b"pkg"[..]));
+    assert_eq!(
+        (found.digest.as_str(), bytes.as_slice()),
+        (refusal.digest.as_str(), &b"pkg"[..])
+    );
     assert_eq!(store.counts().await.unwrap().rejected, 1);
     assert!(store.remove_dead_letter(&refusal.digest).await.unwrap());
     assert!(store.dead_letter(&refusal.digest).await.unwrap().is_none());
@@ -745,13 +754,22 @@ async fn backlog_takes_atomically_and_releases_once(store: Store) {
 }
 
 async fn runs_are_counted_per_attempt_and_forgotten_with_the_result(store: Store) {
-    assert_eq!(store.mark_runs(&[("t1", 1), ("t2", 1)]).await.unwrap(), [1, 1]);
-    assert_eq!(store.mark_runs(&[("t2", 1), ("t1", 2)]).await.unwrap(), [2, 1]);
+    assert_eq!(
+        store.mark_runs(&[("t1", 1), ("t2", 1)]).await.unwrap(),
+        [1, 1]
+    );
+    assert_eq!(
+        store.mark_runs(&[("t2", 1), ("t1", 2)]).await.unwrap(),
+        [2, 1]
+    );
     assert_eq!(store.runs_started("t2", 1).await.unwrap(), 2);
     assert_eq!(store.runs_started("t1", 1).await.unwrap(), 1);
     assert_eq!(store.runs_started("nobody", 1).await.unwrap(), 0);
     // A saved result forgets every attempt's runs of its task.
-    store.save_results(&[result("t1", true, 1)], 0).await.unwrap();
+    store
+        .save_results(&[result("t1", true, 1)], 0)
+        .await
+        .unwrap();
     assert_eq!(store.runs_started("t1", 1).await.unwrap(), 0);
     assert_eq!(store.runs_started("t1", 2).await.unwrap(), 0);
     assert_eq!(store.runs_started("t2", 1).await.unwrap(), 2);

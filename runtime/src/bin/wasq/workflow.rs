@@ -663,7 +663,11 @@ pub(crate) async fn failed(args: FailedArgs) -> Result<ExitCode, CliError> {
             let new_id = match (id, package) {
                 (_, Some(digest)) => client.resubmit_package(&digest).await?,
                 (Some(id), None) => client.resubmit(&id).await?,
-                (None, None) => return Err(CliError::usage(anyhow!("give a task id or --package DIGEST"))),
+                (None, None) => {
+                    return Err(CliError::usage(anyhow!(
+                        "give a task id or --package DIGEST"
+                    )));
+                }
             };
             println!("{new_id}");
             Ok(ExitCode::SUCCESS)
@@ -676,13 +680,15 @@ pub(crate) async fn failed(args: FailedArgs) -> Result<ExitCode, CliError> {
             let (_, client) = settings.client().await?;
             let store = client.store();
             let removed = match (&id, &package) {
-                (_, Some(digest)) => match store.dead_letter(digest).await.map_err(ClientError::from)? {
-                    Some((dead, _)) => store
-                        .remove_dead_letter(&dead.digest)
-                        .await
-                        .map_err(ClientError::from)?,
-                    None => false,
-                },
+                (_, Some(digest)) => {
+                    match store.dead_letter(digest).await.map_err(ClientError::from)? {
+                        Some((dead, _)) => store
+                            .remove_dead_letter(&dead.digest)
+                            .await
+                            .map_err(ClientError::from)?,
+                        None => false,
+                    }
+                }
                 (Some(id), None) => {
                     let failed = store
                         .result(id)
@@ -691,7 +697,11 @@ pub(crate) async fn failed(args: FailedArgs) -> Result<ExitCode, CliError> {
                         .is_some_and(|r| !r.success);
                     failed && store.remove_result(id).await.map_err(ClientError::from)?
                 }
-                (None, None) => return Err(CliError::usage(anyhow!("give a task id or --package DIGEST"))),
+                (None, None) => {
+                    return Err(CliError::usage(anyhow!(
+                        "give a task id or --package DIGEST"
+                    )));
+                }
             };
             if !removed {
                 let what = package.map_or_else(
@@ -712,7 +722,9 @@ fn print_packages(dead: &[wasq::store::DeadLetter]) {
         println!("no failed packages");
         return;
     }
-    println!("packages no cluster would run (re-sign with `wasq failed resubmit --package DIGEST`):");
+    println!(
+        "packages no cluster would run (re-sign with `wasq failed resubmit --package DIGEST`):"
+    );
     println!(
         "{:<16}  {:<32}  {:<10}  {:<16}  {:>8}  REASON",
         "DIGEST", "TASK ID", "VERIFIED", "QUEUE", "REFUSALS"
@@ -725,7 +737,11 @@ fn print_packages(dead: &[wasq::store::DeadLetter]) {
             if d.verified { "yes" } else { "no" },
             d.queue,
             d.refusals,
-            d.reason.replace('\n', " ").chars().take(60).collect::<String>()
+            d.reason
+                .replace('\n', " ")
+                .chars()
+                .take(60)
+                .collect::<String>()
         );
     }
 }
