@@ -25,6 +25,7 @@ mod scenarios;
 mod table;
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context as _, Result, bail};
@@ -63,15 +64,32 @@ struct Args {
     wasm_dir: PathBuf,
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> Result<()> {
+/// Errors as one line (no backtrace, whatever RUST_BACKTRACE says).
+fn main() -> ExitCode {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build();
+    match runtime
+        .map_err(anyhow::Error::from)
+        .and_then(|r| r.block_on(chaos()))
+    {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn chaos() -> Result<ExitCode> {
     let args = Args::parse();
     let mut scenarios = scenarios::all(args.quick);
     if args.list {
         for scenario in &scenarios {
             println!("{:<26} {}", scenario.name, scenario.about);
         }
-        return Ok(());
+        return Ok(ExitCode::SUCCESS);
     }
     if let Some(only) = &args.only {
         scenarios.retain(|s| s.name == only);
@@ -151,14 +169,16 @@ async fn main() -> Result<()> {
         .map(|row| row.scenario.as_str())
         .collect();
     if !failed.is_empty() {
-        bail!(
-            "{} scenario(s) failed: {}; repeat one with `target/release/wasq-chaos{form} --only {} --seed {seed}`",
+        // One line, without the backtrace an error returned from main would print.
+        eprintln!(
+            "error: {} scenario(s) failed: {}; repeat one with `target/release/wasq-chaos{form} --only {} --seed {seed}`",
             failed.len(),
             failed.join(", "),
             failed[0]
         );
+        return Ok(ExitCode::FAILURE);
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A seed from the clock, when none is given.

@@ -43,6 +43,15 @@ impl Run {
         };
         row.seconds = started.elapsed().as_secs_f64();
         match outcome {
+            Ok(()) if scenario.faults > 0 && row.faults == 0 => {
+                // Not a silent pass: a scenario whose fault never struck tested nothing.
+                let mut problems = row.audit.problems(scenario.reruns_allowed);
+                if !problems.is_empty() {
+                    problems.push_str("; ");
+                }
+                problems.push_str("no fault was injected: the work ended first");
+                row.status = Status::Fail(problems);
+            }
             Ok(()) => {
                 let problems = row.audit.problems(scenario.reruns_allowed);
                 row.status = if row.audit.clean(scenario.reruns_allowed) {

@@ -38,8 +38,9 @@ pub(crate) struct Scenario {
 pub(crate) fn all(quick: bool) -> Vec<Scenario> {
     // Full form, quick form.
     let pick = |full: usize, short: usize| if quick { short } else { full };
-    let tasks = pick(400, 80);
-    let task_ms = if quick { (50, 150) } else { (50, 300) };
+    // Enough work (about 20 s full, 5 s quick, on 8 workers) for the faults to strike it.
+    let tasks = pick(600, 160);
+    let task_ms = if quick { (150, 350) } else { (100, 400) };
     let lease = Duration::from_secs(3);
     let base = Scenario {
         name: "",
@@ -53,7 +54,7 @@ pub(crate) fn all(quick: bool) -> Vec<Scenario> {
         task_ms,
         fault: Fault::None,
         faults: 0,
-        gap_ms: (300, 1500),
+        gap_ms: if quick { (200, 700) } else { (300, 1500) },
         reruns_allowed: true,
     };
     let kill = Fault::KillCluster { down: (200, 1500) };
@@ -210,7 +211,7 @@ pub(crate) fn all(quick: bool) -> Vec<Scenario> {
             about: "a cluster with the wrong secret beside one with the right secret",
             clusters: 1,
             wrong_secret: true,
-            tasks: pick(300, 60),
+            tasks: pick(400, 160),
             ..base
         },
     ]
