@@ -233,8 +233,13 @@ fn dedup_counted(notes: Vec<String>) -> Vec<String> {
     let mut out: Vec<(String, String, Vec<String>)> = Vec::new();
     for note in notes {
         let (prefix, number, suffix) = split_number(&note);
+        // A line without a number folds only with the same line; one with a number, with
+        // lines that differ only in that number.
+        let numbered = number.is_some();
         match out.iter_mut().find(|(p, s, numbers)| {
-            *p == prefix && *s == suffix && !numbers.is_empty() == number.is_some()
+            *p == prefix
+                && *s == suffix
+                && numbers.first().is_some_and(|n| !n.is_empty()) == numbered
         }) {
             Some((_, _, numbers)) => numbers.push(number.unwrap_or_default()),
             None => out.push((prefix, suffix, vec![number.unwrap_or_default()])),
