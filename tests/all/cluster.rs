@@ -313,7 +313,7 @@ fn bad_input_gets_one_line_and_a_non_zero_exit() {
     }
     let run = wasq_in(dir.path(), &["result", "0123456789abcdef"]);
     assert_ne!(run.code, 0);
-    assert!(run.one_line_error().contains("no result"), "{run:?}");
+    assert!(run.one_line_error().contains("no record of it"), "{run:?}");
     // Nothing queued was lost or added by the failed commands.
     let size = wasq_in(dir.path(), &["queue", "size", "--json"]).json();
     assert_eq!(size["queued"], 0);
