@@ -225,9 +225,10 @@ async fn tampered_and_foreign_packages_are_refused_and_kept() {
         .unwrap();
     assert_eq!(result.result_json(), 6);
 
-    // The only cluster refused both: they leave the broker for the failed
-    // packages, kept with their bytes, the foreign one with its task id.
-    let dead = eventually(Duration::from_secs(30), "two failed packages", || {
+    // The only cluster refused both (for 20 s): they leave the broker for
+    // the failed packages, kept with their bytes, the foreign one with its
+    // task id.
+    let dead = eventually(Duration::from_secs(90), "two failed packages", || {
         let dead = futures_lite_block(client.store().dead_letters(10));
         (dead.len() == 2).then_some(dead)
     });

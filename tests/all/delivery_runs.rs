@@ -236,7 +236,8 @@ async fn packages_no_cluster_can_verify_are_kept_and_can_be_resubmitted() {
     let client = setup.client().await;
     let ids = enqueue(&client, "add", json!([1, 2]), 3).await;
     let mut wrong = setup.cluster(&[], &[("WASQ_SECRET", "not-the-secret")]);
-    let dead = eventually(Duration::from_secs(30), "three failed packages", || {
+    // Buried once it has been refused for 20 s by every live cluster.
+    let dead = eventually(Duration::from_secs(90), "three failed packages", || {
         let dead = block(client.store().dead_letters(10));
         (dead.len() == 3).then_some(dead)
     });

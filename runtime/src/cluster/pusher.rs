@@ -128,10 +128,18 @@ pub(crate) async fn run(
         if verified > 0 {
             shared.refusals.verified();
             refusing = Duration::ZERO;
-        } else if refused > 0 {
-            refusing = (refusing * 2).clamp(REFUSING_FIRST, REFUSING_MOST);
+        }
+        if refused > 0 {
+            // A refused package is back in the queue at once: the next turn
+            // waits a little, so it is not taken again and again.
+            let pause = if verified > 0 {
+                REFUSING_FIRST / 5
+            } else {
+                refusing = (refusing * 2).clamp(REFUSING_FIRST, REFUSING_MOST);
+                refusing
+            };
             tokio::select! {
-                _ = tokio::time::sleep(refusing) => {}
+                _ = tokio::time::sleep(pause) => {}
                 _ = super::stopped(&mut stop) => return,
             }
         }

@@ -5,7 +5,8 @@
 //! recorded in the store by the package's digest, and the package goes
 //! back to the broker for other clusters, unless it is buried — moved with
 //! its bytes into the store's dead letters (`wasq failed`) and out of the
-//! broker — because every live cluster refused it, because it was refused
+//! broker — because every live cluster refused it (over at least 20 s),
+//! because it was refused
 //! for longer than [`BURY_AFTER`], or because its signature verified and
 //! what it claims is refused everywhere alike.
 
@@ -23,6 +24,11 @@ use crate::store::{DeadLetter, Refusal, now_ms};
 pub(crate) const BURY_AFTER: Duration = Duration::from_secs(10 * 60);
 /// A cluster whose heartbeat is older than this is not asked to agree.
 const LIVE: Duration = Duration::from_secs(10);
+/// How long a package must have been refused before "every live cluster
+/// refused it" buries it: long enough for every running cluster's
+/// heartbeat to be seen (one that started a moment ago included), so a
+/// wrong cluster that starts first never buries what a right one would run.
+const AGREE_AFTER: Duration = Duration::from_secs(20);
 
 /// Refusals since the last package this cluster could verify: the first
 /// is warned of, the rest only counted (a misconfigured cluster refuses
@@ -120,8 +126,12 @@ pub(crate) async fn refuse(
 
 /// Whether a refused package should leave the broker now.
 async fn buried(shared: &Shared, record: &DeadLetter) -> bool {
-    if record.verified || now_ms() - record.first_at_ms >= BURY_AFTER.as_millis() as i64 {
+    let refused_for = now_ms() - record.first_at_ms;
+    if record.verified || refused_for >= BURY_AFTER.as_millis() as i64 {
         return true;
+    }
+    if refused_for < AGREE_AFTER.as_millis() as i64 {
+        return false;
     }
     match shared.store.clusters(LIVE).await {
         Ok(clusters) => clusters
