@@ -573,24 +573,27 @@ enum FailedCommand {
     Resubmit {
         #[command(flatten)]
         settings: Settings,
-        /// The failed task's id.
-        #[arg(required_unless_present = "package", conflicts_with = "package")]
-        id: Option<String>,
-        /// The digest of a failed package (or its first 8 or more digits).
-        #[arg(long, value_name = "DIGEST")]
-        package: Option<String>,
+        #[command(flatten)]
+        target: FailedTarget,
     },
     /// Delete a failed task's result, or with --package a failed package.
     Remove {
         #[command(flatten)]
         settings: Settings,
-        /// The failed task's id.
-        #[arg(required_unless_present = "package", conflicts_with = "package")]
-        id: Option<String>,
-        /// The digest of a failed package (or its first 8 or more digits).
-        #[arg(long, value_name = "DIGEST")]
-        package: Option<String>,
+        #[command(flatten)]
+        target: FailedTarget,
     },
+}
+
+/// A failed task by id, or a failed package by digest.
+#[derive(Debug, Args)]
+struct FailedTarget {
+    /// The failed task's id.
+    #[arg(required_unless_present = "package", conflicts_with = "package")]
+    id: Option<String>,
+    /// The digest of a failed package (or its first 8 or more digits).
+    #[arg(long, value_name = "DIGEST")]
+    package: Option<String>,
 }
 
 pub(crate) async fn failed(args: FailedArgs) -> Result<ExitCode, CliError> {
@@ -656,8 +659,7 @@ pub(crate) async fn failed(args: FailedArgs) -> Result<ExitCode, CliError> {
         }
         FailedCommand::Resubmit {
             settings,
-            id,
-            package,
+            target: FailedTarget { id, package },
         } => {
             let (_, client) = settings.client().await?;
             let new_id = match (id, package) {
@@ -674,8 +676,7 @@ pub(crate) async fn failed(args: FailedArgs) -> Result<ExitCode, CliError> {
         }
         FailedCommand::Remove {
             settings,
-            id,
-            package,
+            target: FailedTarget { id, package },
         } => {
             let (_, client) = settings.client().await?;
             let store = client.store();
