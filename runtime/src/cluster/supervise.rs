@@ -19,7 +19,7 @@ use tokio::task::{JoinError, JoinHandle};
 
 use super::Shared;
 
-/// Restarts of one part allowed within [`WINDOW`]; one more failure stops
+/// Restarts of one part allowed within a minute; one more failure stops
 /// the cluster.
 pub const RESTARTS: usize = 5;
 /// The window [`RESTARTS`] counts over.
