@@ -72,12 +72,15 @@
 
 mod broker;
 mod connect;
+mod delivery;
+mod error;
 #[cfg(feature = "sqlite")]
 mod file_watch;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
 pub mod private;
+mod redact;
 #[cfg(feature = "redis")]
 mod redis;
 #[cfg(feature = "sqlite")]
@@ -88,142 +91,17 @@ pub mod sqlite_pool;
 mod sqs;
 mod wake;
 
-use std::fmt;
-
 pub use broker::{BoxFuture, Broker, DynBroker, SharedBroker};
-pub use connect::{connect, redact};
+pub use connect::connect;
+pub use delivery::{AckId, BrokerInfo, Delivery, MAX_PRIORITY, MIN_PRIORITY, check_priority};
+pub use error::BrokerError;
 pub use memory::MemoryBroker;
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresBroker;
+pub use redact::redact;
 #[cfg(feature = "redis")]
 pub use redis::RedisBroker;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteBroker;
 #[cfg(feature = "sqs")]
 pub use sqs::SqsBroker;
-
-/// Identifies one delivery of a message: which message, and which lease
-/// on it (a fencing token). Brokers make it `"<message id>:<token>"`; to
-/// callers it is opaque.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct AckId(pub String);
-
-impl AckId {
-    /// The ack id of delivery `token` of message `id`.
-    pub(crate) fn new(id: impl fmt::Display, token: impl fmt::Display) -> Self {
-        Self(format!("{id}:{token}"))
-    }
-
-    /// `(message id, token)`, or `None` when this is not an ack id of the
-    /// `"<id>:<token>"` form (such an id is held by nobody).
-    pub(crate) fn parts<I: std::str::FromStr, T: std::str::FromStr>(&self) -> Option<(I, T)> {
-        let (id, token) = self.0.split_once(':')?;
-        Some((id.parse().ok()?, token.parse().ok()?))
-    }
-
-    /// The id as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for AckId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// A message handed out by [`Broker::dequeue`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Delivery {
-    /// This delivery: pass it to acknowledge, fail, renew, release.
-    pub ack_id: AckId,
-    /// The bytes given to enqueue, unchanged.
-    pub payload: Vec<u8>,
-    /// How many times the message has been delivered, this time included:
-    /// 1 on the first delivery.
-    pub deliveries: u32,
-}
-
-/// What a broker is, for logs and `wasq info`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BrokerInfo {
-    /// `"sqlite"`, `"memory"`, …
-    pub kind: &'static str,
-    /// Where it is, human readable, without secrets.
-    pub location: String,
-    /// Whether it hands out higher priorities first
-    /// ([`Broker::enqueue_priority`]).
-    pub priorities: bool,
-}
-
-/// The lowest task priority.
-pub const MIN_PRIORITY: i32 = -1000;
-/// The highest task priority.
-pub const MAX_PRIORITY: i32 = 1000;
-
-/// A priority outside [`MIN_PRIORITY`]..=[`MAX_PRIORITY`] is refused.
-pub fn check_priority(priority: i32) -> Result<(), BrokerError> {
-    if (MIN_PRIORITY..=MAX_PRIORITY).contains(&priority) {
-        Ok(())
-    } else {
-        Err(BrokerError::Backend(format!(
-            "priority {priority} is out of range {MIN_PRIORITY}..={MAX_PRIORITY}"
-        )))
-    }
-}
-
-/// A broker operation that failed.
-#[non_exhaustive]
-#[derive(thiserror::Error, Debug)]
-pub enum BrokerError {
-    /// The URL is not one the broker of its scheme understands.
-    #[error("bad broker URL `{url}`: {reason}")]
-    BadUrl {
-        /// The URL, with any password hidden.
-        url: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// No broker of this scheme exists.
-    #[error(
-        "unsupported broker scheme `{0}`: use sqlite://PATH, redis://HOST, postgres://HOST/DB, sqs://QUEUE or memory://"
-    )]
-    UnsupportedScheme(String),
-    /// The broker cannot be reached (file cannot be opened, server down).
-    #[error("broker unreachable: {0}")]
-    Unreachable(String),
-    /// The broker answered with an error.
-    #[error("broker error: {0}")]
-    Backend(String),
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ack_id_round_trips() {
-        let ack = AckId::new(42, 7);
-        assert_eq!(ack.as_str(), "42:7");
-        assert_eq!(ack.to_string(), "42:7");
-        assert_eq!(ack.parts::<u64, u64>(), Some((42, 7)));
-        assert_eq!(AckId("nope".into()).parts::<u64, u64>(), None);
-        assert_eq!(AckId("1:x".into()).parts::<u64, u64>(), None);
-        assert_eq!(AckId("-1:2".into()).parts::<u64, u64>(), None);
-    }
-
-    #[test]
-    fn errors_name_the_problem() {
-        let e = BrokerError::UnsupportedScheme("amqp".into());
-        assert_eq!(
-            e.to_string(),
-            "unsupported broker scheme `amqp`: use sqlite://PATH, redis://HOST, postgres://HOST/DB, sqs://QUEUE or memory://"
-        );
-        let e = BrokerError::BadUrl {
-            url: "x".into(),
-            reason: "no scheme".into(),
-        };
-        assert_eq!(e.to_string(), "bad broker URL `x`: no scheme");
-    }
-}

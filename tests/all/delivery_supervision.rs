@@ -194,7 +194,7 @@ impl Setup {
     }
 
     fn start(&self) -> Cluster {
-        let sandbox = Sandbox::new(self.config.sandbox_config()).unwrap();
+        let sandbox = Sandbox::new(wasq::cluster::sandbox_config(&self.config)).unwrap();
         Cluster::start(
             self.config.clone(),
             self.broker.clone(),

@@ -5,10 +5,11 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 
+use crate::steps::{apt_get, capture, clang_major, run};
 use crate::toolchains;
 
 /// The wasm target of task modules (WASI preview 1).
@@ -247,58 +248,4 @@ fn c_toolchain() -> Option<PathBuf> {
         .into_iter()
         .chain(SYSROOT_CANDIDATES.iter().map(PathBuf::from))
         .find(|sysroot| sysroot.join("lib/wasm32-wasi/libc.a").is_file())
-}
-
-/// The major version of the installed clang ("Debian clang version 14.0.6" -> 14).
-pub(crate) fn clang_major() -> Option<u32> {
-    let version = capture(Command::new("clang").arg("--version")).ok()?;
-    let rest = version.split("version ").nth(1)?;
-    rest.split(['.', ' ']).next()?.parse().ok()
-}
-
-/// Runs `apt-get <args> <packages>`, through sudo unless we are root.
-pub(crate) fn apt_get(args: &[&str], packages: &[&str]) -> Result<()> {
-    let is_root = capture(Command::new("id").arg("-u")).is_ok_and(|uid| uid.trim() == "0");
-    let mut command = if is_root {
-        Command::new("apt-get")
-    } else {
-        let mut sudo = Command::new("sudo");
-        sudo.arg("apt-get");
-        sudo
-    };
-    command
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .args(args)
-        .args(packages);
-    run(&mut command)
-}
-
-/// Runs `command` with inherited stdio; fails (naming the command) unless it exits 0.
-pub(crate) fn run(command: &mut Command) -> Result<()> {
-    let status = command
-        .status()
-        .with_context(|| format!("could not start {command:?}"))?;
-    if !status.success() {
-        bail!("{command:?} failed ({status})");
-    }
-    Ok(())
-}
-
-/// Runs `command` and returns its stdout; fails (naming the command, with its stderr) unless it
-/// exits 0.
-pub(crate) fn capture(command: &mut Command) -> Result<String> {
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = command
-        .output()
-        .with_context(|| format!("could not start {command:?}"))?;
-    if !status.success() {
-        bail!(
-            "{command:?} failed ({status}): {}",
-            String::from_utf8_lossy(&stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&stdout).into_owned())
 }

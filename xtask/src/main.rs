@@ -17,12 +17,17 @@
 //!   against Django Q2, Celery and RQ, installed into `target/bench-venv` with pip, with the
 //!   test servers; `bench micro` runs the criterion benchmarks, `bench brokers` the e2e example
 //!   on each broker.
+//! - `cycles`: fails if two modules of a crate import each other (`cycles.rs`).
 //! - `chaos`: `build`, then the chaos suite (`wasq-chaos`, in `bench/`, see `chaos.rs`).
 
 mod chaos;
+mod cycles;
 mod guests;
 mod servers;
+mod steps;
 mod toolchains;
+
+use steps::{WASQ_FEATURES, cargo, step};
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -56,7 +61,7 @@ commands:
            the criterion micro-benchmarks: sandbox, task packages, brokers
   bench brokers [TASKS]
            end-to-end no-op tasks per second and idle latency on every broker, with
-           the test servers (runtime/examples/e2e.rs; default 20000 tasks)
+           the test servers (crates/wasq/examples/e2e.rs; default 20000 tasks)
   chaos [--quick] [ARGS]
            real wasq clusters against private Redis, PostgreSQL and SQLite, with kill -9,
            rolling restarts, server restarts and outages, pg_terminate_backend, a full disk,
@@ -64,6 +69,7 @@ commands:
            successful result, and writes the Reliability table into BENCHMARKS.md.
            --quick: the short form (`cargo xtask test` runs it); other ARGS go to wasq-chaos
            (see `target/release/wasq-chaos --help`, e.g. --only kill9-redis --seed 42)
+  cycles   fail if two modules of a crate import each other (a step of `test`)
 
 Set WASQ_REDIS_SERVER, WASQ_PG_BIN (the directory of initdb and postgres) or
 WASQ_MOTO_SERVER to use those binaries instead of finding or installing them.";
@@ -92,6 +98,7 @@ fn run() -> anyhow::Result<()> {
         "servers" => servers::serve(&root),
         "bench" => bench(&root, rest),
         "chaos" => chaos::chaos(&root, rest),
+        "cycles" => cycles::check(&root),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())
@@ -107,34 +114,6 @@ fn workspace_root() -> anyhow::Result<PathBuf> {
         .map(Path::to_path_buf)
         .context("xtask has no parent directory")
 }
-
-/// `cargo` as cargo itself was invoked.
-fn cargo(root: &Path) -> Command {
-    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    cmd.current_dir(root);
-    cmd
-}
-
-/// Runs a step, printing its name and how long it took.
-fn step(name: &str, mut cmd: Command) -> anyhow::Result<()> {
-    println!("==> {name}");
-    let started = Instant::now();
-    let status = cmd
-        .status()
-        .with_context(|| format!("cannot run {cmd:?}"))?;
-    if !status.success() {
-        bail!("{name} failed ({status}): {cmd:?}");
-    }
-    println!(
-        "    {name}: done in {:.1}s",
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
-}
-
-/// The features of the `wasq` binary xtask builds: the defaults plus `otel`, which the tests
-/// exercise (the tests crate asks for it too, so every step shares one build).
-const WASQ_FEATURES: [&str; 2] = ["--features", "otel"];
 
 /// The release `wasq` binary, and with `chaos` the `wasq-chaos` suite in the same build.
 fn build_release_binary(root: &Path, chaos: bool) -> anyhow::Result<PathBuf> {
@@ -165,6 +144,8 @@ fn test(root: &Path, rest: &[String]) -> anyhow::Result<()> {
     let mut fmt = cargo(root);
     fmt.args(["fmt", "--all", "--", "--check"]);
     step("cargo fmt --check", fmt)?;
+    println!("==> import cycles");
+    cycles::check(root)?;
 
     let mut clippy = cargo(root);
     clippy.args([
@@ -278,7 +259,9 @@ fn bench_micro(root: &Path, filter: &[String]) -> anyhow::Result<()> {
         .args([
             "bench",
             "--package",
-            "wasq",
+            "wasq-core",
+            "--package",
+            "wasq-sandbox",
             "--package",
             "wasq-brokers",
             "--benches",

@@ -11,7 +11,7 @@ use std::process::Command;
 
 use anyhow::{Context as _, Result};
 
-use crate::guests::{capture, run};
+use crate::steps::{apt_get, capture, clang_major, run};
 
 /// The Python of `target/guest-venv`, with the compilers of `guest-sdk/requirements.txt`.
 fn guest_venv(root: &Path) -> Result<PathBuf> {
@@ -93,10 +93,10 @@ fn ensure_npm() -> Result<()> {
         return Ok(());
     }
     println!("installing Node.js and npm with apt-get (needed for the AssemblyScript example)");
-    crate::guests::apt_get(&["install", "-y"], &["nodejs", "npm"])
+    apt_get(&["install", "-y"], &["nodejs", "npm"])
         .or_else(|_| {
-            crate::guests::apt_get(&["update"], &[])?;
-            crate::guests::apt_get(&["install", "-y"], &["nodejs", "npm"])
+            apt_get(&["update"], &[])?;
+            apt_get(&["install", "-y"], &["nodejs", "npm"])
         })
         .context("Node.js and npm are missing and apt-get could not install them")
 }
@@ -135,7 +135,7 @@ pub(crate) fn wasi_sdk(sdk: &Path, sysroot: &Path) -> Result<()> {
 /// archives of wasm objects need its symbol index.
 fn llvm_ar() -> Result<PathBuf> {
     let find = || {
-        let major = crate::guests::clang_major();
+        let major = clang_major();
         let names = [
             Some("llvm-ar".to_string()),
             major.map(|m| format!("llvm-ar-{m}")),
@@ -150,7 +150,7 @@ fn llvm_ar() -> Result<PathBuf> {
         return Ok(ar);
     }
     println!("installing llvm with apt-get (llvm-ar, needed for the JavaScript guest)");
-    crate::guests::apt_get(&["install", "-y"], &["llvm"])?;
+    apt_get(&["install", "-y"], &["llvm"])?;
     find().context("llvm-ar is still missing after apt-get install llvm")
 }
 

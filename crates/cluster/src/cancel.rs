@@ -1,0 +1,56 @@
+//! The cancel watcher: reads cancel requests (`wasq cancel`) from the
+//! store every [`POLL`], so the pusher skips cancelled tasks it takes and
+//! running ones are stopped through their [`CancelToken`]s.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::Shared;
+use crate::shared::REMEMBERED;
+
+/// How often the store is asked for new cancel requests.
+const POLL: Duration = Duration::from_millis(200);
+/// Reads the cancel requests made after the last one seen; answers
+/// whether the store could be read.
+pub(crate) async fn refresh(shared: &Shared) -> bool {
+    let after = shared.cancels().seq;
+    let found = match shared.store.cancelled_after(after).await {
+        Ok(found) => found,
+        Err(error) => {
+            tracing::debug!(%error, "cannot read cancel requests");
+            return false;
+        }
+    };
+    if found.is_empty() {
+        return true;
+    }
+    let running = shared.running();
+    let mut cancels = shared.cancels();
+    for (seq, id) in found {
+        cancels.seq = cancels.seq.max(seq);
+        if let Some((token, _)) = running.get(&id) {
+            tracing::info!(%id, "cancelling a running task");
+            token.cancel();
+        }
+        if cancels.ids.insert(id.clone()) {
+            cancels.order.push_back(id);
+        }
+    }
+    while cancels.order.len() > REMEMBERED {
+        if let Some(old) = cancels.order.pop_front() {
+            cancels.ids.remove(&old);
+        }
+    }
+    true
+}
+
+pub(crate) async fn run(shared: Arc<Shared>) {
+    let mut stop = shared.stop.clone();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(POLL) => {}
+            _ = crate::stopped(&mut stop) => return,
+        }
+        refresh(&shared).await;
+    }
+}
