@@ -13,6 +13,7 @@ use crate::{Shared, Taken};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::Instrument as _;
+use wasq_core::OutcomeKind;
 use wasq_core::package::TaskRecord;
 use wasq_sandbox::{Execution, TaskCall, TaskModule};
 use wasq_store::{TaskResult, now_ms};
@@ -121,7 +122,7 @@ impl Completion {
             &Execution::invalid_module(message.clone()),
             now_ms(),
         );
-        completion.result.outcome = "abandoned".into();
+        completion.result.outcome = OutcomeKind::Abandoned.as_str().into();
         completion.result.error = Some(message);
         completion
     }

@@ -1,6 +1,6 @@
 //! The monitor: saves finished tasks' results in batches, then
 //! acknowledges them. What follows a result is written in the same
-//! transaction as deferred tasks (see `store/workflow.rs`): a retry after
+//! transaction as deferred tasks (see `wasq-store`'s `workflow.rs`): a retry after
 //! its backoff instead of a result, the next link of a chain, a hook with
 //! the finished task's record, the release of a unique key. The scheduler
 //! hands them to the broker when due.

@@ -1,4 +1,4 @@
-//! Counting runs in the store (see `store/runs.rs`), so a task is given
+//! Counting runs in the store (see `wasq-store`'s `runs.rs`), so a task is given
 //! up after `max_attempts` runs that started, never for deliveries that
 //! did not run.
 //!

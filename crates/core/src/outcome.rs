@@ -117,11 +117,15 @@ pub enum OutcomeKind {
     Cancelled,
     /// See [`Outcome::ScratchLimit`].
     ScratchLimit,
+    /// Not an ending of a run: the task started and never ended more times
+    /// than its `max_attempts` (each run took its cluster down, or lost its
+    /// lease), so a cluster recorded it without running it again.
+    Abandoned,
 }
 
 impl OutcomeKind {
     /// Every kind, in the order of their exit codes.
-    pub const ALL: [OutcomeKind; 10] = [
+    pub const ALL: [OutcomeKind; 11] = [
         Self::Success,
         Self::GuestError,
         Self::Trap,
@@ -132,6 +136,7 @@ impl OutcomeKind {
         Self::InvalidModule,
         Self::Cancelled,
         Self::ScratchLimit,
+        Self::Abandoned,
     ];
 
     /// The snake_case name: `success`, `guest_error`, `fuel_exhausted`…
@@ -147,13 +152,14 @@ impl OutcomeKind {
             Self::InvalidModule => "invalid_module",
             Self::Cancelled => "cancelled",
             Self::ScratchLimit => "scratch_limit",
+            Self::Abandoned => "abandoned",
         }
     }
 
     /// The exit code `wasq run` uses for this outcome. 2 is left for usage
     /// errors: 0 success, 1 guest error, 3 trap, 4 timeout, 5 fuel
     /// exhausted, 6 memory limit, 7 output limit, 8 invalid module, 9
-    /// cancelled, 10 scratch limit.
+    /// cancelled, 10 scratch limit, 11 abandoned.
     pub fn exit_code(self) -> u8 {
         match self {
             Self::Success => 0,
@@ -166,6 +172,7 @@ impl OutcomeKind {
             Self::InvalidModule => 8,
             Self::Cancelled => 9,
             Self::ScratchLimit => 10,
+            Self::Abandoned => 11,
         }
     }
 }

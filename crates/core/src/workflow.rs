@@ -1,7 +1,7 @@
 //! What a task carries beyond its own run: its retry policy and the
 //! attempts so far, the links of a chain still to run, and its hook. These
 //! travel inside the task package; the cluster's monitor acts on them once
-//! the task ends (see `cluster/monitor.rs`).
+//! the task ends (see `wasq-cluster`'s `monitor.rs`).
 
 use std::time::Duration;
 
@@ -91,6 +91,16 @@ impl RetryPolicy {
         if self.backoff_max_ms < self.backoff_ms {
             return Err("backoff_max: must not be below backoff".into());
         }
+        if let Some(kind) = self.retry_on.iter().find(|k| {
+            matches!(
+                k,
+                OutcomeKind::Success | OutcomeKind::Cancelled | OutcomeKind::Abandoned
+            )
+        }) {
+            return Err(format!(
+                "retry_on: `{kind}` is never retried; use guest_error, trap, timeout, fuel_exhausted, memory_limit, output_limit, invalid_module or scratch_limit"
+            ));
+        }
         Ok(())
     }
 }
@@ -172,6 +182,23 @@ pub fn pass_result(input: &str, result: serde_json::Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outcomes_that_never_end_a_run_again_are_refused_in_retry_on() {
+        for kind in [
+            OutcomeKind::Success,
+            OutcomeKind::Cancelled,
+            OutcomeKind::Abandoned,
+        ] {
+            let policy = RetryPolicy {
+                retry_on: vec![OutcomeKind::Trap, kind],
+                ..RetryPolicy::default()
+            };
+            let error = policy.validate().unwrap_err();
+            assert!(error.contains(kind.as_str()), "{error}");
+        }
+        assert_eq!(RetryPolicy::default().validate(), Ok(()));
+    }
 
     #[test]
     fn delays_grow_and_stop_at_the_maximum() {

@@ -146,3 +146,132 @@ pub async fn serve(
     .with_graceful_shutdown(shutdown)
     .await
 }
+
+/// The router answered in-process (`tower::ServiceExt::oneshot`), over a
+/// memory broker and a temporary SQLite store: what needs no `wasq serve`
+/// process. The black-box tests (`tests/all/service*.rs`) cover the rest.
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode, header};
+    use http_body_util::BodyExt as _;
+    use tower::ServiceExt as _;
+    use wasq_client::{Client, Config};
+
+    use super::*;
+    use crate::ServeLimits;
+
+    async fn app(dir: &std::path::Path, limits: ServeLimits) -> Router {
+        let broker = wasq_brokers::connect("memory://").await.unwrap();
+        let url = format!("sqlite://{}", dir.join("store.db").display());
+        let store = wasq_store::Store::connect(&url).await.unwrap();
+        let config = Config {
+            secret: "router-tests".into(),
+            ..Config::default()
+        };
+        router(AppState::new(
+            Client::new(config, broker, store),
+            limits,
+            None,
+        ))
+    }
+
+    async fn call(app: Router, request: Request<Body>) -> (StatusCode, serde_json::Value) {
+        let response = app.oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap_or_default())
+    }
+
+    #[tokio::test]
+    async fn health_needs_no_key_and_unknown_routes_name_the_api_document() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = app(dir.path(), ServeLimits::default()).await;
+        let get = |uri: &str| Request::get(uri).body(Body::empty()).unwrap();
+        let (status, body) = call(app.clone(), get("/v1/health")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["status"], "ok");
+        let (status, body) = call(app, get("/v1/no-such-route")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        assert_eq!(body["error"]["code"], "not_found");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("/openapi.json")),
+            "{body}"
+        );
+    }
+
+    /// A tenant `alpha` with a key; answers the key's token.
+    async fn tenant_key(dir: &std::path::Path) -> String {
+        let url = format!("sqlite://{}", dir.join("store.db").display());
+        let store = wasq_store::Store::connect(&url).await.unwrap();
+        store
+            .create_tenant(&wasq_core::tenant::Tenant {
+                name: "alpha".into(),
+                weight: 1,
+                quotas: wasq_core::tenant::Quotas::default(),
+                created_at_ms: wasq_store::now_ms(),
+            })
+            .await
+            .unwrap();
+        let key = wasq_core::tenant::new_key();
+        store
+            .create_key(&key.id, Some("alpha"), &key.hash, "router tests")
+            .await
+            .unwrap();
+        key.token
+    }
+
+    #[tokio::test]
+    async fn a_task_without_a_key_is_unauthorized_and_a_body_over_the_limit_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = ServeLimits {
+            max_body: 256,
+            ..ServeLimits::default()
+        };
+        let app = app(dir.path(), limits).await;
+        let token = tenant_key(dir.path()).await;
+        let enqueue = |key: Option<&str>, body: String| {
+            let mut request =
+                Request::post("/v1/tasks").header(header::CONTENT_TYPE, "application/json");
+            if let Some(key) = key {
+                request = request.header(header::AUTHORIZATION, format!("Bearer {key}"));
+            }
+            request.body(Body::from(body)).unwrap()
+        };
+        let small = r#"{"module":"nowhere","task":"t"}"#.to_owned();
+        let response = app
+            .clone()
+            .oneshot(enqueue(None, small.clone()))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert!(response.headers().contains_key(header::WWW_AUTHENTICATE));
+        // With the key, a small body gets as far as the module lookup …
+        let (status, body) = call(app.clone(), enqueue(Some(&token), small)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        // … and one over `max_body` is refused before it is read as JSON.
+        let large = format!(
+            r#"{{"module":"nowhere","task":"t","args":["{}"]}}"#,
+            "x".repeat(1000)
+        );
+        let (status, body) = call(app, enqueue(Some(&token), large)).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    }
+
+    #[tokio::test]
+    async fn the_openapi_document_lists_the_task_routes() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = app(dir.path(), ServeLimits::default()).await;
+        let (status, body) = call(
+            app,
+            Request::get("/openapi.json").body(Body::empty()).unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        for path in ["/v1/tasks", "/v1/tasks/{id}", "/v1/modules/{name}"] {
+            assert!(body["paths"].get(path).is_some(), "{path} missing");
+        }
+    }
+}

@@ -5,7 +5,7 @@
 //! Its limits are checked against the tenant's quotas, and a place in the
 //! tenant's backlog is taken atomically against `max_queued`, which counts
 //! every task of the tenant waiting for its result, in any queue, deferred
-//! or not (see `store/backlog.rs`). Read or wait for a result, cancel a
+//! or not (see `wasq-store`'s `backlog.rs`). Read or wait for a result, cancel a
 //! task, read a group's results. Another tenant's task ids are answered
 //! 404, the same as ids that never existed.
 

@@ -434,7 +434,7 @@ fn refused_run(
         input: spec.input.clone(),
         queue: task.queue.clone(),
         group: spec.group.clone(),
-        outcome: "abandoned".into(),
+        outcome: wasq_core::OutcomeKind::Abandoned.as_str().into(),
         success: false,
         result: None,
         stderr: String::new(),

@@ -118,7 +118,8 @@ impl TaskResult {
             .then(|| serde_json::to_string(&self.attempt_log).unwrap_or_default())
     }
 
-    /// The outcome as a kind, when it is one (not `abandoned`).
+    /// The outcome as a kind (`None` only for a row this version does not
+    /// know).
     pub fn outcome_kind(&self) -> Option<OutcomeKind> {
         OutcomeKind::ALL
             .into_iter()
@@ -126,7 +127,7 @@ impl TaskResult {
     }
 
     /// The exit code `wasq` commands use for this result (as `wasq run`;
-    /// 1 for `abandoned`).
+    /// 11 for `abandoned`).
     pub fn exit_code(&self) -> u8 {
         self.outcome_kind().map_or(1, OutcomeKind::exit_code)
     }

@@ -14,7 +14,7 @@ use sqlx::Row as _;
 
 use crate::backend::Backend;
 use crate::sql::INSERT_DEFERRED;
-use crate::{CancelState, Deferred, Followups, Store, StoreError, TaskResult, now_ms};
+use crate::{CancelState, Deferred, Store, StoreError, TaskResult, now_ms};
 use wasq_core::workflow::RetryPolicy;
 
 const CLAIM_SQLITE: &str = "UPDATE wasq_deferred SET claimed_until = $1 WHERE id IN (

@@ -114,8 +114,7 @@ pub(crate) async fn list(
     };
     let outcomes = ["success", "failed"]
         .into_iter()
-        .chain(OutcomeKind::ALL.iter().map(|k| k.as_str()).skip(1))
-        .chain(["abandoned"]);
+        .chain(OutcomeKind::ALL.iter().map(|k| k.as_str()).skip(1));
     let content = html! {
         form.search method="get" action="/tasks" {
             label { "Task id" input name="id" value=(search.id) placeholder="id or its start"; }
