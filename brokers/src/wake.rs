@@ -68,19 +68,23 @@ impl Wakers {
 mod tests {
     use super::*;
 
-    #[tokio::test(start_paused = true)]
+    /// Far longer than a wake-up takes: a wait that lasts it timed out.
+    const LONG: Duration = Duration::from_secs(60);
+
+    #[tokio::test]
     async fn a_wake_before_the_wait_is_kept() {
         let wakers = Wakers::default();
         wakers.wake("q");
         let started = tokio::time::Instant::now();
-        wakers.wait("q", Duration::from_secs(60)).await;
-        assert!(started.elapsed() < Duration::from_secs(1));
+        wakers.wait("q", LONG).await;
+        assert!(started.elapsed() < LONG / 2, "the kept wake-up was lost");
         // Used up: the next wait runs to its timeout.
-        wakers.wait("q", Duration::from_secs(60)).await;
-        assert!(started.elapsed() >= Duration::from_secs(60));
+        let started = tokio::time::Instant::now();
+        wakers.wait("q", Duration::from_millis(200)).await;
+        assert!(started.elapsed() >= Duration::from_millis(200));
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn every_waiter_wakes_and_queues_are_separate() {
         let wakers = Arc::new(Wakers::default());
         let waiters: Vec<_> = (0..3)
@@ -88,21 +92,26 @@ mod tests {
                 let wakers = wakers.clone();
                 tokio::spawn(async move {
                     let started = tokio::time::Instant::now();
-                    wakers.wait("a", Duration::from_secs(60)).await;
+                    wakers.wait("a", LONG).await;
                     started.elapsed()
                 })
             })
             .collect();
-        tokio::task::yield_now().await;
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
         wakers.wake("b");
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            waiters.iter().all(|w| !w.is_finished()),
+            "a wake-up of another queue woke a waiter"
+        );
         wakers.wake("a");
         for waiter in waiters {
             let waited = waiter.await.unwrap();
-            assert!(
-                waited >= Duration::from_secs(1) && waited < Duration::from_secs(2),
-                "{waited:?}"
-            );
+            assert!(waited < LONG / 2, "a waiter was not woken: {waited:?}");
         }
     }
 }

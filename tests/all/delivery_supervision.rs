@@ -488,10 +488,14 @@ async fn a_broker_outage_logs_once_per_part_when_it_starts_and_ends() {
         ("WASQ_QUEUE", setup.config.queue.as_str()),
         ("WASQ_SECRET", SECRET),
         ("WASQ_SAVE_LIMIT", "0"),
-        // Renewed every 10 s: outlives the outage (until each part noticed
-        // it, then a restart) with room to spare on a loaded machine, so
-        // no lease ends during it and only the outage's lines are logged.
-        ("WASQ_RETRY", "\"30s\""),
+        // Renewed every 5 s: outlives the outage (each part notices it
+        // within a renewal, then Redis restarts), also on a loaded machine,
+        // so no lease ends during it and no acknowledgement gives up.
+        ("WASQ_RETRY", "\"15s\""),
+        // Room for every task: a pusher holding a full queue would not ask
+        // the broker (and notice the outage) until acknowledgements free
+        // room, which they do not while the broker is down.
+        ("WASQ_QUEUE_LIMIT", "1000"),
     ];
     let mut cluster = ClusterProcess::start(setup.dir.path(), &["--workers", "4"], &env);
     let log = || {

@@ -115,6 +115,11 @@ fn workspace_root() -> anyhow::Result<PathBuf> {
         .context("xtask has no parent directory")
 }
 
+/// Left out of the test builds: the criterion benchmarks' crate, whose criterion would add
+/// features to crates the release binary shares and so rebuild them (`cargo xtask bench micro`
+/// runs it).
+const NOT_TESTED: [&str; 2] = ["--exclude", "wasq-micro-benches"];
+
 /// The release `wasq` binary, and with `chaos` the `wasq-chaos` suite in the same build.
 fn build_release_binary(root: &Path, chaos: bool) -> anyhow::Result<PathBuf> {
     let mut build = cargo(root);
@@ -196,6 +201,7 @@ fn test(root: &Path, rest: &[String]) -> anyhow::Result<()> {
         println!("    (cargo-nextest not found; using cargo test)");
         tests.args(["test", "--workspace", "--release", "--no-fail-fast"]);
     }
+    tests.args(NOT_TESTED);
     tests
         .args(rest)
         .env("WASQ_BIN", &wasq)
@@ -207,6 +213,7 @@ fn test(root: &Path, rest: &[String]) -> anyhow::Result<()> {
         let mut doctests = cargo(root);
         doctests
             .args(["test", "--workspace", "--release", "--doc"])
+            .args(NOT_TESTED)
             .envs(server_env.iter().cloned());
         step("doc tests", doctests)?;
     }
@@ -256,17 +263,7 @@ fn bench_micro(root: &Path, filter: &[String]) -> anyhow::Result<()> {
     let servers = servers::TestServers::start(binaries)?;
     let mut bench = cargo(root);
     bench
-        .args([
-            "bench",
-            "--package",
-            "wasq-core",
-            "--package",
-            "wasq-sandbox",
-            "--package",
-            "wasq-brokers",
-            "--benches",
-        ])
-        .args(["--features", "wasq-brokers/redis,wasq-brokers/postgres"])
+        .args(["bench", "--package", "wasq-micro-benches", "--benches"])
         .arg("--")
         .args(filter)
         .envs(servers.env());

@@ -1,5 +1,5 @@
 //! Micro-benchmarks of task packages, run with `cargo xtask bench micro` (or `cargo bench -p
-//! wasq-core --bench package`): encode and decode (postcard, HMAC-SHA256 signature and check) of a
+//! wasq-micro-benches --bench package`): encode and decode (postcard, HMAC-SHA256 signature and check) of a
 //! small no-op task and of a task carrying a 16 KiB document, with and without zstd; and the
 //! HMAC alone over the same bytes.
 

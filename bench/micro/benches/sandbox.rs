@@ -1,5 +1,5 @@
 //! Benchmarks of the sandbox hot path, run with `cargo xtask bench` (or
-//! `cargo bench -p wasq-sandbox --bench sandbox`). Needs `target/wasm/basics.wasm`
+//! `cargo bench -p wasq-micro-benches --bench sandbox`). Needs `target/wasm/basics.wasm`
 //! (`cargo xtask build`).
 //!
 //! 1. `overhead/noop/*`: the whole per-task path (WASI setup, limits, output

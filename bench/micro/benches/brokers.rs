@@ -1,5 +1,5 @@
 //! Micro-benchmarks of the brokers, run with `cargo xtask bench micro` (which starts Redis and
-//! PostgreSQL and passes their URLs) or `cargo bench -p wasq-brokers --bench brokers`: per
+//! PostgreSQL and passes their URLs) or `cargo bench -p wasq-micro-benches --bench brokers`: per
 //! message, `enqueue` one at a time, `enqueue_batch` of 100, and `dequeue` of 100 followed by
 //! one `acknowledge`, the way a cluster takes tasks. Memory and SQLite always run; Redis and
 //! PostgreSQL when `WASQ_TEST_REDIS_URL` / `WASQ_TEST_POSTGRES_URL` are set and their features

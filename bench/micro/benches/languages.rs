@@ -1,5 +1,5 @@
 //! The example guests of each language side by side (`cargo xtask bench micro languages`, or
-//! `cargo bench -p wasq-sandbox --bench languages`): the same `basics` tasks written in Rust, C, Zig,
+//! `cargo bench -p wasq-micro-benches --bench languages`): the same `basics` tasks written in Rust, C, Zig,
 //! AssemblyScript, JavaScript and Python, through the same sandbox. Needs `target/wasm/`
 //! (`cargo xtask build`).
 //!
