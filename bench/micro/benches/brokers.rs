@@ -30,14 +30,10 @@ fn brokers(dir: &std::path::Path) -> Vec<(&'static str, String)> {
             format!("sqlite://{}", dir.join("bench.db").display()),
         ),
     ];
-    if cfg!(feature = "redis")
-        && let Ok(url) = std::env::var("WASQ_TEST_REDIS_URL")
-    {
+    if let Ok(url) = std::env::var("WASQ_TEST_REDIS_URL") {
         list.push(("redis", url));
     }
-    if cfg!(feature = "postgres")
-        && let Ok(url) = std::env::var("WASQ_TEST_POSTGRES_URL")
-    {
+    if let Ok(url) = std::env::var("WASQ_TEST_POSTGRES_URL") {
         list.push(("postgres", url));
     }
     list
