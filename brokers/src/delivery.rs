@@ -36,7 +36,7 @@ impl fmt::Display for AckId {
     }
 }
 
-/// A message handed out by [`Broker::dequeue`].
+/// A message handed out by [`Broker::dequeue`](crate::Broker::dequeue).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Delivery {
     /// This delivery: pass it to acknowledge, fail, renew, release.
@@ -56,7 +56,7 @@ pub struct BrokerInfo {
     /// Where it is, human readable, without secrets.
     pub location: String,
     /// Whether it hands out higher priorities first
-    /// ([`Broker::enqueue_priority`]).
+    /// ([`Broker::enqueue_priority`](crate::Broker::enqueue_priority)).
     pub priorities: bool,
 }
 

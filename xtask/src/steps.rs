@@ -7,11 +7,35 @@ use std::time::Instant;
 
 use anyhow::{Context as _, Result, bail};
 
-/// `cargo` as cargo itself was invoked.
+/// `cargo` as cargo itself was invoked, without the variables `cargo run` set for xtask
+/// (`CARGO_PKG_NAME=xtask`, `CARGO_MANIFEST_DIR`…): some build scripts (ring's) rerun when
+/// those change, so with them every xtask step would rebuild ring and everything above it
+/// (rustls, sqlx, reqwest, the AWS SDK) after a `cargo` typed by hand, and the other way round.
 pub(crate) fn cargo(root: &Path) -> Command {
     let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cmd.current_dir(root);
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(set_by_cargo_run) {
+            cmd.env_remove(name);
+        }
+    }
     cmd
+}
+
+/// Whether `cargo run` sets variable `name` for the program it runs (about that program).
+fn set_by_cargo_run(name: &str) -> bool {
+    [
+        "CARGO_PKG_",
+        "CARGO_MANIFEST_",
+        "CARGO_BIN_",
+        "CARGO_CRATE_",
+    ]
+    .iter()
+    .any(|prefix| name.starts_with(prefix))
+        || matches!(
+            name,
+            "CARGO_PRIMARY_PACKAGE" | "CARGO_TARGET_TMPDIR" | "OUT_DIR"
+        )
 }
 
 /// Runs a step, printing its name and how long it took.

@@ -154,7 +154,7 @@ impl Cluster {
 
     /// Resolves when one of the cluster's parts failed beyond repair (a
     /// pusher, dispatcher or monitor that panicked or ended, or a stateless
-    /// part that failed more than [`RESTARTS`] times a minute). The cluster
+    /// part that failed more than [`RESTARTS`](crate::RESTARTS) times a minute). The cluster
     /// is then already stopping by itself; call [`stop`](Self::stop) to
     /// wait for the end and hear the final reason (the first panic wins
     /// over parts that only ended because of it).

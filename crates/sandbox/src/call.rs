@@ -17,7 +17,7 @@ pub struct TaskCall {
     /// A host directory the guest sees, read-write, as `/scratch`: none
     /// unless granted. The caller makes it (empty, and where no one else
     /// can write) and removes it; while the task runs it is held to
-    /// [`Limits::scratch`].
+    /// [`Limits::scratch`](crate::Limits::scratch).
     pub scratch: Option<std::path::PathBuf>,
 }
 

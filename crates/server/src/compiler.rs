@@ -10,7 +10,7 @@
 //! - after the module is stored, it compiles in the background in the
 //!   sandbox, whose compiles are bounded in number, time and memory and
 //!   run in a worker process that is killed at the cap (see
-//!   [`CompileIsolation`](crate::sandbox::CompileIsolation)). The module's
+//!   [`CompileIsolation`](wasq_sandbox::CompileIsolation)). The module's
 //!   `compile` field says `compiling`, `compiled` or `refused` (with why).
 
 use std::collections::HashSet;

@@ -7,8 +7,8 @@
 //! (`openat`, `fstatat`, `unlinkat` from the directory above, never a path
 //! from `/`) and never follows a link (`O_NOFOLLOW`).
 //!
-//! - [`remove`]: removal of a tree of any depth.
-//! - [`measure`]: a bounded walk that says which quota a tree is over.
+//! - `remove`: removal of a tree of any depth.
+//! - `measure`: a bounded walk that says which quota a tree is over.
 //! - [`root`]: each cluster's private root of task directories, locked
 //!   while the cluster lives, and the sweep of dead clusters' roots.
 
