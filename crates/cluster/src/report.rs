@@ -20,6 +20,7 @@ pub trait ErrorReporter: Send + Sync + std::fmt::Debug {
 pub fn from_config(
     config: &wasq_client::Config,
 ) -> Result<Vec<std::sync::Arc<dyn ErrorReporter>>, String> {
+    #[cfg_attr(not(feature = "sentry"), allow(unused_mut))]
     let mut reporters: Vec<std::sync::Arc<dyn ErrorReporter>> = Vec::new();
     if let Some(dsn) = config.sentry_dsn.as_deref().filter(|d| !d.is_empty()) {
         #[cfg(feature = "sentry")]
