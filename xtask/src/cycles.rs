@@ -611,7 +611,7 @@ mod tests {
             ("a.rs", "use crate::{b::{self, One}, c};\npub struct Two;\n"),
             (
                 "b.rs",
-                "pub struct One;\nfn f() -> crate::a::Two { todo!() }\n",
+                "pub struct One;\nfn f() -> crate::a::Two { crate::a::Two }\n",
             ),
             (
                 "c.rs",

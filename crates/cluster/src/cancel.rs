@@ -6,14 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::Shared;
-use crate::shared::REMEMBERED;
 
 /// How often the store is asked for new cancel requests.
 const POLL: Duration = Duration::from_millis(200);
 /// Reads the cancel requests made after the last one seen; answers
 /// whether the store could be read.
 pub(crate) async fn refresh(shared: &Shared) -> bool {
-    let after = shared.cancels().seq;
+    let after = shared.cancels().last_seq();
     let found = match shared.store.cancelled_after(after).await {
         Ok(found) => found,
         Err(error) => {
@@ -27,19 +26,11 @@ pub(crate) async fn refresh(shared: &Shared) -> bool {
     let running = shared.running();
     let mut cancels = shared.cancels();
     for (seq, id) in found {
-        cancels.seq = cancels.seq.max(seq);
         if let Some((token, _)) = running.get(&id) {
             tracing::info!(%id, "cancelling a running task");
             token.cancel();
         }
-        if cancels.ids.insert(id.clone()) {
-            cancels.order.push_back(id);
-        }
-    }
-    while cancels.order.len() > REMEMBERED {
-        if let Some(old) = cancels.order.pop_front() {
-            cancels.ids.remove(&old);
-        }
+        cancels.add(seq, id);
     }
     true
 }

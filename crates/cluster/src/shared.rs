@@ -20,21 +20,40 @@ use wasq_sandbox::{CancelToken, Limits, Sandbox};
 use wasq_store::{ClusterStatus, Store, now_ms};
 
 /// Cancelled ids remembered by a cluster; the oldest are forgotten first.
-pub(crate) const REMEMBERED: usize = 100_000;
+const REMEMBERED: usize = 100_000;
 
 /// The cancel requests a cluster has seen.
 #[derive(Debug, Default)]
 pub(crate) struct Cancels {
     /// The last request's sequence number.
-    pub(crate) seq: i64,
-    pub(crate) ids: HashSet<String>,
-    pub(crate) order: VecDeque<String>,
+    seq: i64,
+    ids: HashSet<String>,
+    order: VecDeque<String>,
 }
 
 impl Cancels {
     /// Whether task `id` is to be cancelled.
     pub(crate) fn contains(&self, id: &str) -> bool {
         self.ids.contains(id)
+    }
+
+    /// The sequence number of the last request seen.
+    pub(crate) fn last_seq(&self) -> i64 {
+        self.seq
+    }
+
+    /// Records request `seq` for task `id`, forgetting the oldest ids past
+    /// [`REMEMBERED`].
+    pub(crate) fn add(&mut self, seq: i64, id: String) {
+        self.seq = self.seq.max(seq);
+        if self.ids.insert(id.clone()) {
+            self.order.push_back(id);
+        }
+        while self.order.len() > REMEMBERED {
+            if let Some(old) = self.order.pop_front() {
+                self.ids.remove(&old);
+            }
+        }
     }
 }
 
